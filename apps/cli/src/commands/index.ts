@@ -1,0 +1,5 @@
+import { CliCommand } from '../cli-command';
+import { migrateCommand } from './migrate.command';
+
+/** Every operator command; modules add theirs here. */
+export const COMMANDS: CliCommand[] = [migrateCommand];

@@ -1,0 +1,44 @@
+import { createDataSource, EmbeddedPostgres, pendingMigrations } from '@app/database';
+import { CliCommand, parseOptions } from '../cli-command';
+
+export const migrateCommand: CliCommand = {
+  name: 'migrate',
+  usage: 'migrate [--dry]',
+  description: 'Apply pending database migrations (--dry lists them without applying)',
+  async run(ctx, args) {
+    const { flags } = parseOptions(args);
+    let url = ctx.config.database.url;
+    let embedded: EmbeddedPostgres | undefined;
+    if (!url) {
+      embedded = new EmbeddedPostgres(
+        ctx.config.database.embeddedDir,
+        ctx.config.database.embeddedPort,
+        ctx.logger,
+      );
+      url = await embedded.start();
+    }
+    const dataSource = createDataSource(url, ctx.config.database);
+    await dataSource.initialize();
+    try {
+      const pending = await pendingMigrations(dataSource);
+      if (flags.has('dry')) {
+        ctx.print(
+          pending.length === 0
+            ? 'No pending migrations.'
+            : `Pending migrations (${pending.length}):`,
+        );
+        for (const name of pending) ctx.print(`  ${name}`);
+        return 0;
+      }
+      const applied = await dataSource.runMigrations({ transaction: 'each' });
+      ctx.print(
+        applied.length === 0 ? 'No pending migrations.' : `Applied ${applied.length} migration(s):`,
+      );
+      for (const m of applied) ctx.print(`  ${m.name}`);
+      return 0;
+    } finally {
+      await dataSource.destroy();
+      await embedded?.stop();
+    }
+  },
+};

@@ -1,0 +1,128 @@
+import { envSchema } from './config.schema';
+
+/** Minimum length for secrets that protect tokens or credentials in production. */
+const MIN_SECRET_LENGTH = 32;
+const DEV_JWT_SECRET = 'switchyard-development-jwt-secret-not-for-production';
+
+export class ConfigValidationError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+  }
+}
+
+export type AppConfig = ReturnType<typeof buildConfig>;
+
+function buildConfig(env: NodeJS.ProcessEnv) {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = issue.path.join('.') || '(env)';
+      return `${name}: ${issue.message} (got ${JSON.stringify(env[name] ?? null)})`;
+    });
+    throw new ConfigValidationError(problems);
+  }
+  const e = parsed.data;
+  const production = e.NODE_ENV === 'production';
+  return {
+    env: e.NODE_ENV,
+    production,
+    /** Background loops (health checks, job workers, schedules). The CLI turns them off. */
+    backgroundTasks: true as boolean,
+    http: {
+      port: e.PORT,
+      host: e.HOST,
+      bodyLimitBytes: e.BODY_LIMIT_BYTES,
+      shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    },
+    database: {
+      url: e.DATABASE_URL,
+      embedded: e.DATABASE_URL === undefined,
+      embeddedDir: e.EMBEDDED_PG_DIR,
+      embeddedPort: e.EMBEDDED_PG_PORT,
+      poolMax: e.DB_POOL_MAX_SIZE,
+      statementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
+      connectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
+    },
+    redis: { url: e.REDIS_URL, required: e.REDIS_REQUIRED, keyPrefix: e.REDIS_KEY_PREFIX },
+    auth: {
+      jwtSecret: e.JWT_SECRET ?? DEV_JWT_SECRET,
+      jwtSecretPrevious: e.JWT_SECRET_PREVIOUS,
+      jwtExpiresInSeconds: e.JWT_EXPIRES_IN,
+      bootstrapKeys: e.API_KEYS,
+      bootstrapCredits: e.BOOTSTRAP_CREDITS,
+      adminPassword: e.ADMIN_PASSWORD,
+    },
+    sessions: {
+      encryptionKey: e.SESSION_ENCRYPTION_KEY,
+      encryptionKeyPrevious: e.SESSION_ENCRYPTION_KEY_PREVIOUS,
+      healthCheckIntervalSeconds: e.SESSION_HEALTH_CHECK_INTERVAL,
+    },
+    cache: { defaultTtlSeconds: e.CACHE_DEFAULT_TTL },
+    rateLimit: {
+      perMinute: e.RATE_LIMIT_PER_MINUTE,
+      perHour: e.RATE_LIMIT_PER_HOUR,
+      onRedisFailure: e.RATE_LIMIT_ON_REDIS_FAILURE,
+    },
+    breaker: {
+      failureThreshold: e.CB_FAILURE_THRESHOLD,
+      openMs: e.CB_OPEN_MS,
+      halfOpenSuccesses: e.CB_HALF_OPEN_SUCCESSES,
+      allowForceOpen: e.ALLOW_FORCE_OPEN,
+    },
+    logging: { level: e.LOG_LEVEL },
+    metrics: { user: e.METRICS_USER, password: e.METRICS_PASSWORD },
+    providersFile: e.PROVIDERS_FILE,
+    requestLogs: {
+      retentionDays: e.REQUEST_LOG_RETENTION_DAYS,
+      bufferMax: e.REQUEST_LOG_BUFFER_MAX,
+    },
+  };
+}
+
+/** Production refuses settings that are fine on a laptop and dangerous on the internet. */
+function productionProblems(env: NodeJS.ProcessEnv, config: AppConfig): string[] {
+  if (!config.production) return [];
+  const problems: string[] = [];
+  if (!env.JWT_SECRET) problems.push('JWT_SECRET: required in production');
+  else if (env.JWT_SECRET.length < MIN_SECRET_LENGTH)
+    problems.push(`JWT_SECRET: must be at least ${MIN_SECRET_LENGTH} characters in production`);
+  if (!config.sessions.encryptionKey)
+    problems.push('SESSION_ENCRYPTION_KEY: required in production (64 hex characters)');
+  if (config.database.embedded)
+    problems.push(
+      'DATABASE_URL: required in production (the embedded Postgres is for development)',
+    );
+  if (
+    env.ADMIN_PASSWORD &&
+    ['admin', 'password', 'changeme', 'admin123'].includes(env.ADMIN_PASSWORD)
+  ) {
+    problems.push('ADMIN_PASSWORD: a default password is refused in production');
+  }
+  if ((config.metrics.user === undefined) !== (config.metrics.password === undefined)) {
+    problems.push('METRICS_USER/METRICS_PASSWORD: set both or neither');
+  }
+  return problems;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const config = buildConfig(env);
+  const problems = productionProblems(env, config);
+  if (problems.length > 0) throw new ConfigValidationError(problems);
+  return config;
+}
+
+/** For entry points: on bad configuration, print one line per problem and exit with code 1. */
+export function loadConfigOrExit(
+  env: NodeJS.ProcessEnv = process.env,
+  writeLine: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+  exit: (code: number) => void = (code) => process.exit(code),
+): AppConfig | undefined {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (!(err instanceof ConfigValidationError)) throw err;
+    for (const problem of err.problems) writeLine(`config error: ${problem}`);
+    exit(1);
+    return undefined;
+  }
+}

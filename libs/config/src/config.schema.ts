@@ -1,0 +1,133 @@
+import { z } from 'zod';
+
+const bool = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
+    .optional()
+    .transform((v) => (v === undefined ? fallback : ['true', '1', 'yes'].includes(v)));
+
+const int = (fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return fallback;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `expected an integer between ${min} and ${max}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const url = (protocols: string[]) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      try {
+        const parsed = new URL(v);
+        if (!protocols.includes(parsed.protocol)) throw new Error();
+        return v;
+      } catch {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a URL starting with ${protocols.join(' or ')}//`,
+        });
+        return z.NEVER;
+      }
+    });
+
+/** Durations such as "30m", "12h", "45s", "2d" or plain seconds; returned in seconds. */
+const duration = (fallback: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const raw = v === undefined || v === '' ? fallback : v;
+      const match = /^(\d+)\s*(s|m|h|d)?$/.exec(raw.trim());
+      if (!match) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'expected a duration such as 30m, 12h, 45s or seconds',
+        });
+        return z.NEVER;
+      }
+      const unit = { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'] ?? 1;
+      return Number(match[1]) * unit;
+    });
+
+const hexKey = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined || v === '') return undefined;
+    if (!/^[0-9a-fA-F]{64}$/.test(v)) {
+      ctx.addIssue({ code: 'custom', message: 'expected 32 bytes as 64 hex characters' });
+      return z.NEVER;
+    }
+    return v.toLowerCase();
+  });
+
+const csv = z
+  .string()
+  .optional()
+  .transform((v) =>
+    (v ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
+  );
+
+export const envSchema = z.object({
+  NODE_ENV: z
+    .enum(['development', 'production', 'test'], {
+      message: 'expected development, production or test',
+    })
+    .default('development'),
+  PORT: int(8000, 0, 65535),
+  HOST: z.string().default('0.0.0.0'),
+  DATABASE_URL: url(['postgres:', 'postgresql:']),
+  DB_POOL_MAX_SIZE: int(20, 1, 1000),
+  DB_STATEMENT_TIMEOUT_MS: int(10000, 100),
+  DB_CONNECT_TIMEOUT_MS: int(3000, 100),
+  EMBEDDED_PG_DIR: z.string().default('./.data/pg'),
+  EMBEDDED_PG_PORT: int(54329, 1, 65535),
+  REDIS_URL: url(['redis:', 'rediss:']),
+  REDIS_REQUIRED: bool(false),
+  REDIS_KEY_PREFIX: z.string().default('sy:'),
+  JWT_SECRET: z.string().optional(),
+  JWT_SECRET_PREVIOUS: z.string().optional(),
+  JWT_EXPIRES_IN: duration('30m'),
+  API_KEYS: csv,
+  ADMIN_PASSWORD: z.string().optional(),
+  SESSION_ENCRYPTION_KEY: hexKey,
+  SESSION_ENCRYPTION_KEY_PREVIOUS: hexKey,
+  SESSION_HEALTH_CHECK_INTERVAL: int(60, 1),
+  CACHE_DEFAULT_TTL: int(3600, 0),
+  RATE_LIMIT_PER_MINUTE: int(600, 1),
+  RATE_LIMIT_PER_HOUR: int(20000, 1),
+  RATE_LIMIT_ON_REDIS_FAILURE: z
+    .enum(['local', 'deny'], { message: 'expected local or deny' })
+    .default('local'),
+  CB_FAILURE_THRESHOLD: int(5, 1),
+  CB_OPEN_MS: int(30000, 1),
+  CB_HALF_OPEN_SUCCESSES: int(3, 1),
+  SHUTDOWN_GRACE_MS: int(10000, 0),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      message: 'expected fatal, error, warn, info, debug, trace or silent',
+    })
+    .default('info'),
+  METRICS_USER: z.string().optional(),
+  METRICS_PASSWORD: z.string().optional(),
+  PROVIDERS_FILE: z.string().default('config/providers.yaml'),
+  BOOTSTRAP_CREDITS: int(1_000_000, 0),
+  ALLOW_FORCE_OPEN: bool(false),
+  BODY_LIMIT_BYTES: int(10 * 1024 * 1024, 1024),
+  REQUEST_LOG_RETENTION_DAYS: int(30, 1),
+  REQUEST_LOG_BUFFER_MAX: int(10000, 1),
+});
+
+export type RawEnv = z.infer<typeof envSchema>;

@@ -1,0 +1,10 @@
+export { ApiError } from './api-error';
+export type { ApiErrorType } from './api-error';
+export { ApiExceptionFilter, toEnvelope } from './api-exception.filter';
+export { createLogger, scrubSecrets, REDACT_PATHS } from './logger';
+export { PinoNestLogger } from './nest-logger';
+export { installHttpObservability, requestIdFrom } from './http-observability';
+export { counter, gauge, histogram } from './metrics';
+export { ObservabilityModule } from './observability.module';
+export { LOGGER } from './observability.tokens';
+export { currentRequestId, runWithRequestContext } from './request-context';

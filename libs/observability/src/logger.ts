@@ -1,0 +1,76 @@
+import pino, { DestinationStream, Logger } from 'pino';
+import { currentRequestId } from './request-context';
+
+/**
+ * Every path where a secret can hide in a structured log line. Values at these paths are
+ * replaced, so a credential never reaches a log sink even when logged by mistake.
+ */
+export const REDACT_PATHS = [
+  'authorization',
+  'cookie',
+  'password',
+  'api_key',
+  'apiKey',
+  'key',
+  'token',
+  'access_token',
+  'cookie_text',
+  'secret',
+  '*.authorization',
+  '*.Authorization',
+  '*.cookie',
+  '*.Cookie',
+  '*.password',
+  '*.api_key',
+  '*.apiKey',
+  '*.key',
+  '*.token',
+  '*.access_token',
+  '*.cookie_text',
+  '*.secret',
+  '*["x-api-key"]',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'headers.authorization',
+  'headers.cookie',
+  'headers["x-api-key"]',
+];
+
+const SECRET_PATTERNS: RegExp[] = [
+  /sk-[A-Za-z0-9_-]{8,}/g,
+  /Bearer\s+[A-Za-z0-9._~+/=-]{8,}/gi,
+  /eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/g,
+];
+
+/** Scrubs key- and token-shaped strings from free text (error messages, upstream bodies). */
+export function scrubSecrets(text: string): string {
+  let out = text;
+  for (const pattern of SECRET_PATTERNS) out = out.replace(pattern, '[REDACTED]');
+  return out;
+}
+
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'switchyard' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      messageKey: 'msg',
+      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      formatters: { level: (label) => ({ level: label }) },
+      mixin() {
+        const requestId = currentRequestId();
+        return requestId ? { request_id: requestId } : {};
+      },
+      hooks: {
+        logMethod(args, method) {
+          // Free-text messages may quote an upstream error that echoes a key back.
+          const scrubbed = args.map((a) => (typeof a === 'string' ? scrubSecrets(a) : a));
+          return method.apply(this, scrubbed as Parameters<typeof method>);
+        },
+      },
+    },
+    destination ?? pino.destination({ fd: 1, sync: false }),
+  );
+}

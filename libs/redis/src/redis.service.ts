@@ -1,0 +1,217 @@
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { EventEmitter } from 'node:events';
+import Redis from 'ioredis';
+import type { Logger } from 'pino';
+import { APP_CONFIG, AppConfig } from '@app/config';
+import { LOGGER } from '@app/observability';
+import { KeyValueStore } from './key-value-store';
+import { MemoryStore } from './memory-store';
+import { RedisStore } from './redis-store';
+import { redisFallbackActive, redisUp } from './redis.metrics';
+
+export type RedisMode = 'redis' | 'memory-fallback' | 'memory';
+
+type MessageHandler = (message: string) => void;
+
+/**
+ * Owns the Redis connections and decides, per call, whether state lives in Redis or in this
+ * process. With no REDIS_URL it is memory from the start; with one, losing Redis switches to
+ * memory ("FALLBACK ACTIVATED") and its return switches back ("FALLBACK DEACTIVATED").
+ */
+@Injectable()
+export class RedisService implements OnApplicationShutdown {
+  readonly memory = new MemoryStore();
+  private client?: Redis;
+  private subscriber?: Redis;
+  private redisStore?: RedisStore;
+  private connected = false;
+  private readonly localBus = new EventEmitter();
+  private readonly channels = new Set<string>();
+  private readonly transitions = new EventEmitter();
+
+  readonly store: KeyValueStore;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {
+    this.localBus.setMaxListeners(0);
+    this.store = this.fallbackStore();
+    redisUp.set(0);
+    redisFallbackActive.set(config.redis.url ? 1 : 0);
+  }
+
+  /** Connects when REDIS_URL is set; resolves once connected or after a short wait. */
+  async connect(): Promise<void> {
+    const url = this.config.redis.url;
+    if (!url) {
+      this.logger.info(
+        'REDIS_URL not set: cache, rate limits, conversations and breakers use process memory',
+      );
+      return;
+    }
+    const options = {
+      keyPrefix: this.config.redis.keyPrefix,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+      commandTimeout: 1000,
+      retryStrategy: (times: number) => Math.min(100 * times, 1000),
+    };
+    this.client = new Redis(url, options);
+    this.subscriber = new Redis(url, {
+      ...options,
+      keyPrefix: undefined,
+      commandTimeout: undefined,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+    });
+    this.redisStore = new RedisStore(this.client, this.config.redis.keyPrefix);
+    this.client.on('ready', () => this.setConnected(true));
+    this.client.on('close', () => this.setConnected(false));
+    this.client.on('end', () => this.setConnected(false));
+    this.client.on('error', (err) => this.logger.debug({ err: err.message }, 'redis client error'));
+    this.subscriber.on('error', () => undefined);
+    this.subscriber.on('ready', () => {
+      if (this.channels.size > 0)
+        void this.subscriber?.subscribe(...this.channels).catch(() => undefined);
+    });
+    this.subscriber.on('message', (channel: string, message: string) => {
+      this.localBus.emit(channel, message);
+    });
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2500);
+      this.client!.once('ready', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    if (!this.connected) this.announceFallback(true);
+  }
+
+  private setConnected(up: boolean): void {
+    if (up === this.connected) return;
+    this.connected = up;
+    redisUp.set(up ? 1 : 0);
+    this.announceFallback(!up);
+    this.transitions.emit('change', up);
+  }
+
+  private fallbackAnnounced?: boolean;
+  private announceFallback(active: boolean): void {
+    if (this.fallbackAnnounced === active) return;
+    const wasActive = this.fallbackAnnounced === true;
+    this.fallbackAnnounced = active;
+    redisFallbackActive.set(active ? 1 : 0);
+    if (active)
+      this.logger.error(
+        { component: 'redis' },
+        'FALLBACK ACTIVATED: Redis unreachable, using per-process memory state',
+      );
+    else if (wasActive)
+      this.logger.warn(
+        { component: 'redis' },
+        'FALLBACK DEACTIVATED: Redis reachable again, state back on Redis',
+      );
+  }
+
+  get mode(): RedisMode {
+    if (!this.config.redis.url) return 'memory';
+    return this.connected ? 'redis' : 'memory-fallback';
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  get isConfigured(): boolean {
+    return this.config.redis.url !== undefined;
+  }
+
+  /** Called with `true` when Redis comes back and `false` when it is lost. */
+  onConnectionChange(listener: (up: boolean) => void): void {
+    this.transitions.on('change', listener);
+  }
+
+  /**
+   * Runs `onRedis` against the shared client when connected; otherwise, or when the call fails
+   * because Redis went away, runs `onMemory`. Modules with their own Lua scripts use this.
+   */
+  async withFallback<T>(
+    onRedis: (client: Redis) => Promise<T>,
+    onMemory: () => T | Promise<T>,
+  ): Promise<T> {
+    if (this.client && this.connected) {
+      try {
+        return await onRedis(this.client);
+      } catch (err) {
+        if (!this.isRedisDown(err)) throw err;
+        this.setConnected(false);
+      }
+    }
+    return onMemory();
+  }
+
+  private isRedisDown(err: unknown): boolean {
+    const message = (err as Error)?.message ?? '';
+    return (
+      /Connection is closed|Stream isn't writeable|enableOfflineQueue|Command timed out|ECONNREFUSED|ECONNRESET|max retries/i.test(
+        message,
+      ) || this.client?.status !== 'ready'
+    );
+  }
+
+  private fallbackStore(): KeyValueStore {
+    const pick = <K extends keyof KeyValueStore>(method: K) =>
+      ((...args: unknown[]) =>
+        this.withFallback(
+          () => (this.redisStore![method] as (...a: unknown[]) => Promise<unknown>)(...args),
+          () => (this.memory[method] as (...a: unknown[]) => Promise<unknown>)(...args),
+        )) as KeyValueStore[K];
+    return {
+      get: pick('get'),
+      set: pick('set'),
+      del: pick('del'),
+      incrBy: pick('incrBy'),
+      deleteByPrefix: pick('deleteByPrefix'),
+      countByPrefix: pick('countByPrefix'),
+    };
+  }
+
+  async ping(): Promise<number> {
+    if (!this.client || !this.connected) throw new Error('redis not connected');
+    const started = performance.now();
+    await this.client.ping();
+    return performance.now() - started;
+  }
+
+  /** Cross-replica broadcast; in memory mode (or during fallback) it reaches this process only. */
+  async publish(channel: string, message: string): Promise<void> {
+    const fullChannel = `${this.config.redis.keyPrefix}${channel}`;
+    const sent = await this.withFallback(
+      async (client) => {
+        await client.publish(fullChannel, message);
+        return true;
+      },
+      () => false,
+    );
+    if (!sent) this.localBus.emit(fullChannel, message);
+  }
+
+  subscribe(channel: string, handler: MessageHandler): void {
+    const fullChannel = `${this.config.redis.keyPrefix}${channel}`;
+    this.localBus.on(fullChannel, handler);
+    if (!this.channels.has(fullChannel)) {
+      this.channels.add(fullChannel);
+      void this.subscriber?.subscribe(fullChannel).catch(() => undefined);
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.transitions.removeAllListeners();
+    this.localBus.removeAllListeners();
+    // disconnect() rather than quit(): quit waits for a reconnect that may never come.
+    this.client?.disconnect();
+    this.subscriber?.disconnect();
+  }
+}

@@ -1,0 +1,290 @@
+import { Writable } from 'node:stream';
+import { ConfigValidationError, loadConfig, loadConfigOrExit } from '@app/config';
+import { createLogger } from '@app/observability';
+import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
+import { startRedisServer } from './support/redis-server';
+import { TcpProxy } from './support/tcp-proxy';
+import { testEnv } from './support/test-env';
+
+async function waitFor(
+  predicate: () => Promise<boolean> | boolean,
+  timeoutMs = 15000,
+  stepMs = 100,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await predicate()) return;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  throw new Error('condition not met in time');
+}
+
+describe('foundation: health, errors, request ids', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway();
+  });
+  afterAll(async () => {
+    await gw.close();
+  });
+
+  it('serves /health with status, timestamp, uptime and version', async () => {
+    const res = await fetch(`${gw.url}/health`);
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body).toMatchObject({ status: 'ok', version: expect.any(String) });
+    expect(typeof body.uptime).toBe('number');
+    expect(Number.isNaN(Date.parse(body.timestamp))).toBe(false);
+  });
+
+  it('answers liveness and readiness', async () => {
+    expect((await fetch(`${gw.url}/health/live`)).status).toBe(200);
+    const ready = await fetch(`${gw.url}/health/ready`);
+    expect(ready.status).toBe(200);
+    expect((await ready.json()).status).toBe('ok');
+  });
+
+  it('reports database and redis components in /health/detailed', async () => {
+    const res = await fetch(`${gw.url}/health/detailed`);
+    const body = await res.json();
+    expect(res.status).toBe(200);
+    const names = body.components.map((c: { name: string }) => c.name);
+    expect(names).toEqual(expect.arrayContaining(['database', 'redis']));
+    for (const component of body.components) {
+      expect(component).toEqual(
+        expect.objectContaining({
+          name: expect.any(String),
+          status: expect.any(String),
+          details: expect.any(Object),
+        }),
+      );
+      expect(component).toHaveProperty('latency_ms');
+    }
+  });
+
+  it('returns the OpenAI error envelope for an unknown route', async () => {
+    const res = await fetch(`${gw.url}/v1/does-not-exist`);
+    expect(res.status).toBe(404);
+    const body = await res.json();
+    expect(body.error).toEqual(
+      expect.objectContaining({
+        type: 'not_found_error',
+        code: 'not_found',
+        param: null,
+        message: expect.any(String),
+      }),
+    );
+  });
+
+  it('rejects malformed JSON with 400 and oversized bodies with 413', async () => {
+    const bad = await fetch(`${gw.url}/health`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"a":',
+    });
+    expect([400, 404]).toContain(bad.status);
+    const bad2 = await fetch(`${gw.url}/v1/anything`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"a":',
+    });
+    const envelope = await bad2.json();
+    expect(envelope.error).toHaveProperty('type');
+    const big = await fetch(`${gw.url}/v1/anything`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ pad: 'x'.repeat(11 * 1024 * 1024) }),
+    });
+    expect(big.status).toBe(413);
+    expect((await big.json()).error.code).toBe('payload_too_large');
+  });
+
+  it('echoes x-request-id, accepts x-correlation-id, and logs it on the request line', async () => {
+    const res = await fetch(`${gw.url}/v1/nothing-here`, {
+      headers: { 'x-request-id': 'req-abc-123' },
+    });
+    expect(res.headers.get('x-request-id')).toBe('req-abc-123');
+    expect((await res.json()).error.request_id).toBe('req-abc-123');
+    const res2 = await fetch(`${gw.url}/health`, { headers: { 'x-correlation-id': 'corr-789' } });
+    expect(res2.headers.get('x-request-id')).toBe('corr-789');
+    const generated = (await fetch(`${gw.url}/health`)).headers.get('x-request-id');
+    expect(generated).toMatch(/^[0-9a-f-]{36}$/);
+    await waitFor(() =>
+      gw.logs.some(
+        (l) => l.includes('"request_id":"req-abc-123"') && l.includes('request completed'),
+      ),
+    );
+  });
+
+  it('exports http metrics by route template and node defaults', async () => {
+    await fetch(`${gw.url}/health`);
+    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(text).toMatch(/http_requests_total\{method="GET",route="\/health",status="200"\} \d+/);
+    expect(text).toContain('http_request_duration_seconds_bucket');
+    expect(text).toContain('process_cpu_user_seconds_total');
+    expect(text).toContain('gateway_db_query_duration_seconds');
+    expect(text).toContain('gateway_redis_up');
+  });
+});
+
+describe('foundation: log redaction', () => {
+  it('never writes authorization headers, cookies, passwords or keys', () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _e, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const logger = createLogger('info', sink);
+    logger.info(
+      { headers: { authorization: 'Bearer sk-sy-supersecretvalue123', cookie: 'sso=abcdef' } },
+      'incoming',
+    );
+    logger.info(
+      {
+        password: 'hunter2hunter2',
+        api_key: 'sk-live-abcdefghijkl',
+        nested: { cookie_text: 'sso=zzz' },
+      },
+      'x',
+    );
+    logger.warn('upstream said: invalid key sk-proj-abcdefghijklmnop');
+    const text = lines.join('');
+    for (const secret of [
+      'supersecretvalue123',
+      'sso=abcdef',
+      'hunter2hunter2',
+      'sk-live-abcdefghijkl',
+      'sso=zzz',
+      'sk-proj-abcdefghijklmnop',
+    ]) {
+      expect(text).not.toContain(secret);
+    }
+    expect(text).toContain('[REDACTED]');
+  });
+});
+
+describe('foundation: configuration validation', () => {
+  it('names every bad variable and what it expects', () => {
+    try {
+      loadConfig({
+        PORT: 'abc',
+        DB_POOL_MAX_SIZE: '0',
+        REDIS_URL: 'http://x',
+        SESSION_ENCRYPTION_KEY: 'short',
+        LOG_LEVEL: 'loud',
+      });
+      throw new Error('should have thrown');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigValidationError);
+      const problems = (err as ConfigValidationError).problems.join('\n');
+      for (const name of [
+        'PORT',
+        'DB_POOL_MAX_SIZE',
+        'REDIS_URL',
+        'SESSION_ENCRYPTION_KEY',
+        'LOG_LEVEL',
+      ])
+        expect(problems).toContain(name);
+      expect(problems).toMatch(/64 hex/);
+    }
+  });
+
+  it('refuses production without secrets', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(
+      /JWT_SECRET: required in production/,
+    );
+    expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'short' })).toThrow(
+      /at least 32/,
+    );
+  });
+
+  it('prints one line per bad variable and exits with code 1', () => {
+    const lines: string[] = [];
+    let code: number | undefined;
+    const result = loadConfigOrExit(
+      { PORT: '-1', CB_OPEN_MS: 'soon' },
+      (l) => lines.push(l),
+      (c) => {
+        code = c;
+      },
+    );
+    expect(result).toBeUndefined();
+    expect(code).toBe(1);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^config error: PORT: /);
+    expect(lines[1]).toMatch(/^config error: CB_OPEN_MS: /);
+  });
+});
+
+describe('foundation: database outage', () => {
+  it('readiness goes 503 while Postgres is unreachable and returns to 200 by itself', async () => {
+    const dbUrl = await createTestDatabase();
+    const target = new URL(testEnv.adminDatabaseUrl);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    await proxy.start();
+    const viaProxy = new URL(dbUrl);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const gw = await startGateway({
+      databaseUrl: viaProxy.toString(),
+      env: { DB_CONNECT_TIMEOUT_MS: '500' },
+    });
+    try {
+      expect((await fetch(`${gw.url}/health/ready`)).status).toBe(200);
+      await proxy.cut();
+      await waitFor(async () => (await fetch(`${gw.url}/health/ready`)).status === 503);
+      expect((await fetch(`${gw.url}/health/live`)).status).toBe(200);
+      const detailed = await fetch(`${gw.url}/health/detailed`);
+      expect(detailed.status).toBe(503);
+      await proxy.restore();
+      await waitFor(async () => (await fetch(`${gw.url}/health/ready`)).status === 200);
+    } finally {
+      await gw.close();
+      await proxy.cut();
+      await dropDatabase(dbUrl);
+    }
+  });
+});
+
+describe('foundation: redis fallback', () => {
+  it('switches to memory when Redis dies and back when it returns, saying so', async () => {
+    const redis = await startRedisServer();
+    const gw = await startGateway({ redis: redis.url });
+    const metric = async () => {
+      const text = await (await fetch(`${gw.url}/metrics`)).text();
+      return Number(/^gateway_redis_fallback_active (\d)/m.exec(text)?.[1]);
+    };
+    try {
+      expect(await metric()).toBe(0);
+      await redis.stop();
+      await waitFor(() => gw.logs.some((l) => l.includes('FALLBACK ACTIVATED')));
+      expect(await metric()).toBe(1);
+      expect((await fetch(`${gw.url}/health/ready`)).status).toBe(200);
+      const detailed = await (await fetch(`${gw.url}/health/detailed`)).json();
+      expect(
+        detailed.components.find((c: { name: string }) => c.name === 'redis').details.mode,
+      ).toBe('memory-fallback');
+      await redis.restart();
+      await waitFor(() => gw.logs.some((l) => l.includes('FALLBACK DEACTIVATED')));
+      expect(await metric()).toBe(0);
+      expect(gw.logs.filter((l) => l.includes('FALLBACK ACTIVATED')).length).toBe(1);
+    } finally {
+      await gw.close();
+      await redis.stop();
+    }
+  });
+
+  it('makes readiness 503 without Redis when REDIS_REQUIRED=true', async () => {
+    const redis = await startRedisServer();
+    const gw = await startGateway({ redis: redis.url, env: { REDIS_REQUIRED: 'true' } });
+    try {
+      expect((await fetch(`${gw.url}/health/ready`)).status).toBe(200);
+      await redis.stop();
+      await waitFor(async () => (await fetch(`${gw.url}/health/ready`)).status === 503);
+    } finally {
+      await gw.close();
+    }
+  });
+});
