@@ -2,6 +2,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { DestinationStream, Logger } from 'pino';
 import { AppConfig } from '@app/config';
+import { RequestLogWriter } from '@app/database';
 import { LifecycleService } from '@app/health';
 import {
   createLogger,
@@ -42,7 +43,11 @@ export async function createGateway(
     },
   );
   const fastify = app.getHttpAdapter().getInstance();
-  installHttpObservability(fastify, logger);
+  const requestLogs = app.get(RequestLogWriter);
+  installHttpObservability(fastify, logger, (done) => {
+    // Admin and public API calls go to request_logs; health and metrics are excluded upstream.
+    requestLogs.record(done);
+  });
   await app.init();
   await app.listen(config.http.port, config.http.host);
   const address = fastify.server.address();

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LOGGER } from '@app/observability';
 import { DatabaseService } from './database.service';
+import { RequestLogWriter } from './request-log.writer';
 
 /**
  * The service is built by an async factory so that the pool is connected and migrated before
@@ -20,7 +21,8 @@ import { DatabaseService } from './database.service';
         return service;
       },
     },
+    RequestLogWriter,
   ],
-  exports: [DatabaseService],
+  exports: [DatabaseService, RequestLogWriter],
 })
 export class DatabaseModule {}

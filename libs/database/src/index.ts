@@ -3,3 +3,5 @@ export { DatabaseService, createDataSource, pendingMigrations } from './database
 export type { Queryable } from './database.service';
 export { isConnectionError, databaseUnavailable } from './database.errors';
 export { EmbeddedPostgres } from './embedded-postgres';
+export { RequestLogWriter } from './request-log.writer';
+export type { RequestLogEntry } from './request-log.writer';

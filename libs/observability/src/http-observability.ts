@@ -3,6 +3,15 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { httpRequestDuration, httpRequestsTotal } from './http-metrics';
 import { runWithRequestContext } from './request-context';
+import { RequestAnnotations, requestAnnotations } from './request-annotations';
+
+export interface CompletedRequest extends RequestAnnotations {
+  requestId: string;
+  method: string;
+  route: string;
+  statusCode: number;
+  latencyMs: number;
+}
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 const QUIET_ROUTES = new Set([
@@ -26,7 +35,11 @@ export function requestIdFrom(headers: Record<string, string | string[] | undefi
  * Request id, per-request log line and HTTP metrics as Fastify hooks: they run for every
  * request, including 404s and body-parser failures that never reach a Nest handler.
  */
-export function installHttpObservability(fastify: FastifyInstance, logger: Logger): void {
+export function installHttpObservability(
+  fastify: FastifyInstance,
+  logger: Logger,
+  onCompleted?: (request: CompletedRequest) => void,
+): void {
   fastify.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     runWithRequestContext({ requestId: String(request.id) }, done);
@@ -39,16 +52,29 @@ export function installHttpObservability(fastify: FastifyInstance, logger: Logge
     httpRequestsTotal.inc({ method: request.method, route, status });
     httpRequestDuration.observe({ method: request.method, route, status }, seconds);
     if (!QUIET_ROUTES.has(route)) {
+      const annotations = requestAnnotations(request);
+      const latencyMs = Math.round(reply.elapsedTime * 100) / 100;
       logger.info(
         {
           request_id: request.id,
           method: request.method,
           route,
           status: reply.statusCode,
-          latency_ms: Math.round(reply.elapsedTime * 100) / 100,
+          latency_ms: latencyMs,
+          ...annotations,
         },
         'request completed',
       );
+      if (onCompleted && route !== 'unmatched') {
+        onCompleted({
+          ...annotations,
+          requestId: String(request.id),
+          method: request.method,
+          route,
+          statusCode: reply.statusCode,
+          latencyMs,
+        });
+      }
     }
     done();
   });

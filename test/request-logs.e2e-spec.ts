@@ -1,0 +1,103 @@
+import { Client } from 'pg';
+import { RequestLogWriter } from '@app/database';
+import { createTestDatabase, dropDatabase, startGateway } from './support/gateway';
+import { TcpProxy } from './support/tcp-proxy';
+import { testEnv } from './support/test-env';
+
+function entry(i: number) {
+  return {
+    requestId: `req-${i}`,
+    method: 'POST',
+    route: '/v1/chat/completions',
+    statusCode: 200,
+    latencyMs: 1.5,
+    model: 'mock-gpt',
+    credits: 2,
+  };
+}
+
+async function countRows(url: string, where = 'true'): Promise<number> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return Number(
+      (await client.query(`SELECT count(*)::int AS n FROM request_logs WHERE ${where}`)).rows[0].n,
+    );
+  } finally {
+    await client.end();
+  }
+}
+
+describe('request logs', () => {
+  it('writes buffered rows in batches into the day partition', async () => {
+    const gw = await startGateway();
+    try {
+      const writer = gw.gateway.app.get(RequestLogWriter);
+      for (let i = 0; i < 1200; i++) writer.record(entry(i));
+      await writer.flush();
+      expect(writer.pending).toBe(0);
+      expect(await countRows(gw.databaseUrl)).toBe(1200);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('keeps rows in a bounded buffer while Postgres is unreachable and writes them when it returns', async () => {
+    const dbUrl = await createTestDatabase();
+    const target = new URL(testEnv.adminDatabaseUrl);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    await proxy.start();
+    const viaProxy = new URL(dbUrl);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const gw = await startGateway({
+      databaseUrl: viaProxy.toString(),
+      env: { REQUEST_LOG_BUFFER_MAX: '100', DB_CONNECT_TIMEOUT_MS: '300' },
+    });
+    try {
+      const writer = gw.gateway.app.get(RequestLogWriter);
+      await proxy.cut();
+      for (let i = 0; i < 150; i++) writer.record(entry(i));
+      await writer.flush();
+      expect(writer.pending).toBe(100); // bounded: the 50 oldest were dropped and counted
+      const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+      expect(metrics).toMatch(/gateway_request_logs_dropped_total \d+/);
+      await proxy.restore();
+      const deadline = Date.now() + 15000;
+      while (writer.pending > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        await writer.flush();
+      }
+      expect(writer.pending).toBe(0);
+      expect(await countRows(dbUrl, `request_id IN ('req-50', 'req-149')`)).toBe(2);
+      expect(await countRows(dbUrl, `request_id = 'req-0'`)).toBe(0);
+    } finally {
+      await gw.close();
+      await proxy.cut();
+      await dropDatabase(dbUrl);
+    }
+  });
+
+  it('drops whole partitions older than the retention', async () => {
+    const gw = await startGateway({ env: { REQUEST_LOG_RETENTION_DAYS: '30' } });
+    const client = new Client({ connectionString: gw.databaseUrl });
+    await client.connect();
+    try {
+      await client.query(
+        `CREATE TABLE request_logs_20200101 PARTITION OF request_logs FOR VALUES FROM ('2020-01-01 00:00+00') TO ('2020-01-02 00:00+00')`,
+      );
+      await client.query(
+        `INSERT INTO request_logs (request_id, method, route, status_code, latency_ms, created_at) VALUES ('old', 'GET', '/x', 200, 1, '2020-01-01 12:00+00')`,
+      );
+      const dropped = await gw.gateway.app.get(RequestLogWriter).dropExpiredPartitions();
+      expect(dropped).toEqual(['request_logs_20200101']);
+      const left = await client.query(`SELECT to_regclass('request_logs_20200101') AS t`);
+      expect(left.rows[0].t).toBeNull();
+      const today = `request_logs_${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`;
+      expect((await client.query(`SELECT to_regclass($1) AS t`, [today])).rows[0].t).not.toBeNull();
+    } finally {
+      await client.end();
+      await gw.close();
+    }
+  });
+});
