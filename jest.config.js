@@ -3,19 +3,9 @@ const path = require('node:path');
 
 const libs = ['config', 'database', 'redis', 'observability', 'auth', 'sessions', 'circuit-breaker', 'rate-limit', 'generation', 'jobs', 'credits', 'health'];
 const moduleNameMapper = Object.fromEntries(libs.map((lib) => [`^@app/${lib}$`, `<rootDir>/libs/${lib}/src`]));
+// ts-jest in isolatedModules mode: transpile only (the typecheck is `npm run typecheck`).
 const transform = {
-  '^.+\\.ts$': [
-    '@swc/jest',
-    {
-      jsc: {
-        parser: { syntax: 'typescript', decorators: true },
-        transform: { legacyDecorator: true, decoratorMetadata: true },
-        target: 'es2022',
-        keepClassNames: true,
-      },
-      module: { type: 'commonjs' },
-    },
-  ],
+  '^.+\\.ts$': ['ts-jest', { isolatedModules: true, tsconfig: '<rootDir>/tsconfig.json' }],
 };
 
 const common = { rootDir: __dirname, transform, moduleNameMapper, testEnvironment: 'node', setupFiles: ['reflect-metadata'] };
