@@ -5,6 +5,7 @@ import { AppConfig, ConfigModule } from '@app/config';
 import { DatabaseModule } from '@app/database';
 import { HealthModule } from '@app/health';
 import { ApiExceptionFilter, ObservabilityModule } from '@app/observability';
+import { RateLimitModule } from '@app/rate-limit';
 import { RedisModule } from '@app/redis';
 
 @Module({})
@@ -18,6 +19,7 @@ export class AppModule {
         DatabaseModule,
         RedisModule,
         HealthModule,
+        RateLimitModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: ApiExceptionFilter }],
     };

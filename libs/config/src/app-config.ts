@@ -57,11 +57,24 @@ function buildConfig(env: NodeJS.ProcessEnv) {
       encryptionKeyPrevious: e.SESSION_ENCRYPTION_KEY_PREVIOUS,
       healthCheckIntervalSeconds: e.SESSION_HEALTH_CHECK_INTERVAL,
     },
-    cache: { defaultTtlSeconds: e.CACHE_DEFAULT_TTL },
+    cache: {
+      defaultTtlSeconds: e.CACHE_DEFAULT_TTL,
+      /** Credits charged for a response served from the cache. */
+      hitPrice: e.CACHE_HIT_PRICE,
+      /** Bound of the per-process cache used when Redis is absent or unreachable (LRU). */
+      memoryMaxBytes: e.CACHE_MEMORY_MAX_BYTES,
+    },
+    conversations: {
+      ttlSeconds: e.CONVERSATION_TTL,
+      maxMessages: e.CONVERSATION_MAX_MESSAGES,
+      maxTokens: e.CONVERSATION_MAX_TOKENS,
+    },
     rateLimit: {
       perMinute: e.RATE_LIMIT_PER_MINUTE,
       perHour: e.RATE_LIMIT_PER_HOUR,
       onRedisFailure: e.RATE_LIMIT_ON_REDIS_FAILURE,
+      /** Per client IP on POST /auth/token (every attempt). */
+      loginPerMinute: e.LOGIN_RATE_LIMIT_PER_MINUTE,
     },
     breaker: {
       failureThreshold: e.CB_FAILURE_THRESHOLD,
