@@ -51,6 +51,9 @@ function buildConfig(env: NodeJS.ProcessEnv) {
       bootstrapKeys: e.API_KEYS,
       bootstrapCredits: e.BOOTSTRAP_CREDITS,
       adminPassword: e.ADMIN_PASSWORD,
+      loginMaxFailuresPerUser: e.LOGIN_MAX_FAILURES_PER_USER,
+      loginMaxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
+      loginLockoutWindowSeconds: e.LOGIN_LOCKOUT_WINDOW,
     },
     sessions: {
       encryptionKey: e.SESSION_ENCRYPTION_KEY,

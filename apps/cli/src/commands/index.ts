@@ -1,5 +1,6 @@
 import { CliCommand } from '../cli-command';
+import { createAdminCommand } from './create-admin.command';
 import { migrateCommand } from './migrate.command';
 
 /** Every operator command; modules add theirs here. */
-export const COMMANDS: CliCommand[] = [migrateCommand];
+export const COMMANDS: CliCommand[] = [migrateCommand, createAdminCommand];
