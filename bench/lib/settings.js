@@ -1,0 +1,151 @@
+'use strict';
+// Benchmark settings from the environment, and the scenario list.
+const os = require('node:os');
+const path = require('node:path');
+
+function num(env, name, fallback) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0)
+    throw new Error(`${name} must be a non-negative number, got ${raw}`);
+  return n;
+}
+
+function flag(env, name, fallback) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  return ['1', 'true', 'yes'].includes(raw.toLowerCase());
+}
+
+/**
+ * Scenarios. `targets` are row names (see targets in run.js). mode: 'load' (autocannon),
+ * 'ttfc' (sequential streaming client), 'soak' (long run with RSS samples).
+ */
+function scenarios(s) {
+  const all = [
+    {
+      id: 'chat-c1',
+      title: 'Non-streaming chat, c=1, upstream 0 ms',
+      mode: 'load',
+      c: 1,
+      delayMs: 0,
+      stream: false,
+      targets: ['direct', 'bare', 'portkey', 'switchyard', 'switchyard-nobill'],
+    },
+    {
+      id: 'chat-c64',
+      title: 'Non-streaming chat, c=64, upstream 0 ms',
+      mode: 'load',
+      c: 64,
+      delayMs: 0,
+      stream: false,
+      targets: ['direct', 'bare', 'portkey', 'switchyard', 'switchyard-nobill'],
+    },
+    {
+      id: 'chat-c64-50ms',
+      title: 'Non-streaming chat, c=64, upstream 50 ms',
+      mode: 'load',
+      c: 64,
+      delayMs: 50,
+      stream: false,
+      targets: ['direct', 'bare', 'portkey', 'switchyard'],
+    },
+    {
+      id: 'stream-c1',
+      title: 'Streaming chat, c=1, time to first chunk (upstream sends 7 events 2 ms apart)',
+      mode: 'ttfc',
+      c: 1,
+      delayMs: 0,
+      chunkDelayMs: 2,
+      stream: true,
+      targets: ['direct', 'bare', 'portkey', 'switchyard'],
+    },
+    {
+      id: 'stream-c64',
+      title: 'Streaming chat, c=64, upstream 0 ms',
+      mode: 'load',
+      c: 64,
+      delayMs: 0,
+      stream: true,
+      targets: ['direct', 'bare', 'portkey', 'switchyard'],
+    },
+    {
+      id: 'cache-c64',
+      title: 'Cache: hit path vs miss path, c=64, upstream 0 ms',
+      mode: 'load',
+      c: 64,
+      delayMs: 0,
+      stream: false,
+      targets: ['direct', 'switchyard', 'switchyard-hit'],
+    },
+    {
+      id: 'soak',
+      title: `Memory soak: full pipeline, c=64, upstream 0 ms, ${s.soakSeconds} s`,
+      mode: 'soak',
+      c: 64,
+      delayMs: 0,
+      stream: false,
+      targets: ['switchyard'],
+    },
+  ];
+  if (s.profile) {
+    return [
+      {
+        id: 'profile',
+        title: `CPU profile: full pipeline, c=64, upstream 0 ms, ${s.profileSeconds} s`,
+        mode: 'load',
+        c: 64,
+        delayMs: 0,
+        stream: false,
+        targets: [s.profileTarget],
+        seconds: s.profileSeconds,
+      },
+    ];
+  }
+  if (!s.only.length) return all;
+  const unknown = s.only.filter((id) => !all.some((sc) => sc.id === id));
+  if (unknown.length)
+    throw new Error(
+      `unknown scenario(s): ${unknown.join(', ')} (known: ${all.map((x) => x.id).join(', ')})`,
+    );
+  return all.filter((sc) => s.only.includes(sc.id));
+}
+
+function readSettings(env) {
+  const quick = flag(env, 'BENCH_QUICK', false);
+  const profile = flag(env, 'BENCH_PROFILE', false);
+  const s = {
+    quick,
+    profile,
+    duration: num(env, 'DURATION', quick ? 3 : 10),
+    warmup: num(env, 'WARMUP', quick ? 1 : 3),
+    rounds: Math.max(1, num(env, 'ROUNDS', quick ? 1 : 2)),
+    prewarm: num(env, 'PREWARM', quick ? 3 : 10),
+    soakSeconds: num(env, 'SOAK_SECONDS', quick ? 20 : 120),
+    profileSeconds: num(env, 'PROFILE_SECONDS', 20),
+    profileTarget: env.PROFILE_TARGET || 'switchyard',
+    cpuProfile: profile || flag(env, 'BENCH_CPU_PROF', false),
+    only: (env.SCENARIOS || '').split(/[\s,]+/).filter(Boolean),
+    skip: new Set((env.SKIP_TARGETS || '').split(/[\s,]+/).filter(Boolean)),
+    pin: flag(env, 'PIN', true),
+    loadgenCpu: num(env, 'LOADGEN_CPU', 0),
+    serverCpu: num(env, 'SERVER_CPU', 1),
+    adminDatabaseUrl:
+      env.BENCH_DATABASE_URL || env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
+    redisUrl: env.BENCH_REDIS_URL || env.REDIS_URL || 'redis://127.0.0.1:6379',
+    peerDir: env.BENCH_PEER_DIR || path.join(os.tmpdir(), 'switchyard-bench-peers'),
+    logLevel: env.BENCH_LOG_LEVEL || 'info',
+    keepDatabase: flag(env, 'BENCH_KEEP_DB', false),
+    resultsDir: env.BENCH_RESULTS_DIR || path.join(__dirname, '..', 'results'),
+    writeDocs: flag(env, 'BENCH_WRITE_DOCS', !quick && !profile && !env.SCENARIOS),
+    label: env.BENCH_LABEL || '',
+    otherCpuWarn: num(env, 'OTHER_CPU_WARN', 10),
+    stealWarn: num(env, 'STEAL_WARN', 20),
+    noisySpread: num(env, 'NOISY_SPREAD', 0.25),
+  };
+  s.scenarios = scenarios(s);
+  return s;
+}
+
+module.exports = { readSettings };

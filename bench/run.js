@@ -1,0 +1,616 @@
+#!/usr/bin/env node
+'use strict';
+// `npm run bench`: Switchyard's overhead next to a bare Node proxy and the Portkey gateway,
+// all in front of the same mock upstream. See docs/performance.md for the method and the
+// settings; BENCH_QUICK=1 runs a short version.
+//
+// Layout: this process is the load generator (autocannon as a library), pinned to one core;
+// the mock, the proxies and Switchyard are pinned to another. Postgres and Redis are the
+// machine's own (not pinned; their CPU is reported in its own column).
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { randomBytes } = require('node:crypto');
+
+const { readSettings } = require('./lib/settings');
+const { ensurePeers } = require('./lib/peers');
+const proc = require('./lib/processes');
+const procstat = require('./lib/procstat');
+const sy = require('./lib/switchyard');
+const load = require('./lib/load');
+const report = require('./lib/report');
+const { replaceBetween, fmt, summarize } = require('./lib/stats');
+
+const DOCS_FILE = path.join(sy.ROOT, 'docs/performance.md');
+const DOCS_START = '<!-- bench:results:start (written by npm run bench) -->';
+const DOCS_END = '<!-- bench:results:end -->';
+const DB_PROCESS_NAMES = ['postgres', 'redis-server'];
+
+const settings = readSettings(process.env);
+const stamp = new Date()
+  .toISOString()
+  .replace(/[-:]/g, '')
+  .replace(/\..*/, '')
+  .replace('T', '_')
+  .toLowerCase();
+const runName = `bench-${stamp}${settings.quick ? '-quick' : ''}${settings.profile ? '-profile' : ''}`;
+fs.mkdirSync(settings.resultsDir, { recursive: true });
+const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sy-bench-'));
+const printed = [];
+function log(line = '') {
+  printed.push(line);
+  process.stdout.write(`${line}\n`);
+}
+
+const state = { servers: {}, database: null, redisPrefix: null, cleaning: null };
+
+async function cleanup() {
+  state.cleaning ??= (async () => {
+    await proc.stopAll();
+    if (state.database && !settings.keepDatabase) {
+      await sy.dropDatabase(settings.adminDatabaseUrl, state.database.name).catch((err) => {
+        process.stderr.write(`could not drop ${state.database.name}: ${err.message}\n`);
+      });
+    }
+    if (state.redisPrefix) {
+      await sy.cleanRedis(settings.redisUrl, state.redisPrefix).catch((err) => {
+        process.stderr.write(`could not delete Redis keys ${state.redisPrefix}*: ${err.message}\n`);
+      });
+    }
+  })();
+  return state.cleaning;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    process.stderr.write(`\n${signal}: stopping servers and cleaning up\n`);
+    cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  });
+}
+process.on('exit', () => proc.killAllSync());
+
+// ---------------------------------------------------------------------------------------
+// Servers
+
+async function startJsonServer(name, script, env, cpu) {
+  const port = await proc.freePort();
+  const server = proc.startServer({
+    name,
+    command: process.execPath,
+    args: [script],
+    env: { ...env, MOCK_PORT: String(port), PROXY_PORT: String(port) },
+    cpu,
+    logFile: path.join(runDir, `${name}.log`),
+  });
+  await proc.waitForPort(server, port);
+  return { ...server, url: `http://127.0.0.1:${port}` };
+}
+
+async function startPortkey(peers, cpu) {
+  const port = await proc.freePort();
+  const server = proc.startServer({
+    name: 'portkey',
+    command: process.execPath,
+    args: [peers.portkeyServer, `--port=${port}`, '--headless'],
+    env: {},
+    cpu,
+    logFile: path.join(runDir, 'portkey.log'),
+  });
+  await proc.waitForPort(server, port);
+  return { ...server, url: `http://127.0.0.1:${port}` };
+}
+
+async function startSwitchyard(mockUrl, cpu) {
+  sy.ensureBuilt(log);
+  state.redisPrefix = `sybench${randomBytes(3).toString('hex')}:`;
+  state.database = await sy.createDatabase(
+    settings.adminDatabaseUrl,
+    `${stamp}_${randomBytes(2).toString('hex')}`,
+  );
+  const migrated = sy.migrate(state.database.url);
+  log(`database ${state.database.name}: ${migrated.split('\n')[0]}`);
+  const port = await proc.freePort();
+  const { env, bootstrapKey } = sy.gatewayEnv({
+    port,
+    databaseUrl: state.database.url,
+    redisUrl: settings.redisUrl,
+    redisPrefix: state.redisPrefix,
+    providersFile: sy.writeProvidersFile(runDir, mockUrl),
+    logLevel: settings.logLevel,
+  });
+  const nodeArgs = settings.cpuProfile
+    ? ['--cpu-prof', `--cpu-prof-dir=${path.join(runDir, 'prof')}`]
+    : [];
+  const server = proc.startServer({
+    name: 'switchyard',
+    command: process.execPath,
+    args: [...nodeArgs, sy.GATEWAY_MAIN],
+    env,
+    cpu,
+    logFile: path.join(runDir, 'switchyard.log'),
+  });
+  await proc.waitForPort(server, port);
+  const url = `http://127.0.0.1:${port}`;
+  const viaAdmin = await sy.provisionThroughAdminApi(url, env);
+  let key = viaAdmin.key;
+  let keySource = 'admin API (POST /admin/users, POST /admin/keys)';
+  if (!key) {
+    key = bootstrapKey;
+    keySource = `bootstrap key from API_KEYS (admin API path unavailable: ${viaAdmin.reason})`;
+  }
+  return { ...server, url, key, keySource, env };
+}
+
+// ---------------------------------------------------------------------------------------
+// Targets: one row each. Every target gets the same request shape; only the model name
+// (priced or free) and the id inside the user message differ.
+
+function requestBody({ model, stream, unique }) {
+  return JSON.stringify({
+    model,
+    messages: [
+      { role: 'system', content: 'You are a helpful assistant.' },
+      {
+        role: 'user',
+        content: `Say hello in one short sentence.${unique ? ` (request ${load.ID_MARKER})` : ''}`,
+      },
+    ],
+    max_tokens: 32,
+    temperature: 0,
+    ...(stream ? { stream: true } : {}),
+  });
+}
+
+function makeTargets(servers) {
+  const json = { 'content-type': 'application/json' };
+  const path = '/v1/chat/completions';
+  const t = {};
+  t.direct = {
+    url: `${servers.mock.url}${path}`,
+    headers: { ...json, authorization: 'Bearer sk-bench' },
+    model: sy.PRICED_MODEL,
+    pid: null,
+  };
+  if (servers.bare) {
+    t.bare = {
+      url: `${servers.bare.url}${path}`,
+      headers: t.direct.headers,
+      model: sy.PRICED_MODEL,
+      pid: servers.bare.pid,
+    };
+  }
+  if (servers.portkey) {
+    t.portkey = {
+      url: `${servers.portkey.url}${path}`,
+      headers: {
+        ...t.direct.headers,
+        'x-portkey-provider': 'openai',
+        'x-portkey-custom-host': `${servers.mock.url}/v1`,
+      },
+      model: sy.PRICED_MODEL,
+      pid: servers.portkey.pid,
+    };
+  }
+  if (servers.switchyard) {
+    const headers = { ...json, authorization: `Bearer ${servers.switchyard.key}` };
+    const gw = { url: `${servers.switchyard.url}${path}`, headers, pid: servers.switchyard.pid };
+    t.switchyard = { ...gw, model: sy.PRICED_MODEL };
+    t['switchyard-nobill'] = { ...gw, model: sy.FREE_MODEL };
+    t['switchyard-hit'] = { ...gw, model: sy.PRICED_MODEL, fixedBody: true };
+  }
+  return t;
+}
+
+function targetFor(base, name, scenario) {
+  return {
+    name,
+    url: base.url,
+    headers: base.headers,
+    pid: base.pid,
+    body: requestBody({ model: base.model, stream: scenario.stream, unique: !base.fixedBody }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Measurement
+
+function serverPids() {
+  return Object.values(state.servers)
+    .filter(Boolean)
+    .map((s) => s.pid);
+}
+
+/** CPU snapshot: the target's tree, the mock, Postgres+Redis, everything of ours, the machine. */
+function snapshot(targetPid) {
+  const table = procstat.processTable();
+  const tree = procstat.treeUsage(targetPid, table);
+  let ours = procstat.selfTicks();
+  for (const pid of serverPids()) ours += procstat.treeUsage(pid, table)?.ticks ?? 0;
+  const db = procstat.ticksByName(DB_PROCESS_NAMES, table);
+  return {
+    serverTicks: tree?.ticks ?? null,
+    rssBytes: tree?.rssBytes ?? null,
+    mockTicks: procstat.treeUsage(state.servers.mock?.pid, table)?.ticks ?? 0,
+    dbTicks: db,
+    ours: ours + db,
+    machine: procstat.machineTicks(),
+  };
+}
+
+function usageBetween(a, b, elapsed) {
+  const hz = procstat.clockTicks;
+  const other = b.machine.busy - a.machine.busy - (b.ours - a.ours);
+  return {
+    serverTicks:
+      a.serverTicks == null || b.serverTicks == null ? null : b.serverTicks - a.serverTicks,
+    rssBytes: b.rssBytes,
+    mockTicks: b.mockTicks - a.mockTicks,
+    dbTicks: b.dbTicks - a.dbTicks,
+    otherPct: Math.max(0, (100 * other) / hz / elapsed),
+    stealPct: (100 * (b.machine.steal - a.machine.steal)) / hz / elapsed,
+  };
+}
+
+async function drive(autocannon, scenario, target, seconds, record) {
+  if (scenario.mode === 'ttfc') return load.runStreamingClient(target, { seconds, record });
+  return load.runAutocannon(autocannon, target, { connections: scenario.c, seconds, record });
+}
+
+async function setMockTiming(delayMs, chunkDelayMs) {
+  const res = await fetch(`${state.servers.mock.url}/__bench/config`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ delayMs, chunkDelayMs }),
+  });
+  if (!res.ok) throw new Error(`mock refused its timing: HTTP ${res.status}`);
+}
+
+/** One check request per target: it must answer 2xx (and for Switchyard, say x-cache). */
+async function preflight(target, scenario) {
+  try {
+    const r = await load.requestOnce(target);
+    const ok = r.status >= 200 && r.status < 300;
+    const extra = ['x-cache', 'x-provider']
+      .map((h) => (r.headers.get(h) ? `${h}=${r.headers.get(h)}` : null))
+      .filter(Boolean)
+      .join(' ');
+    const isStream = scenario.stream && r.text.includes('data: [DONE]');
+    const detail = ok
+      ? scenario.stream
+        ? isStream
+          ? 'SSE ok'
+          : 'NOT SSE'
+        : `${r.text.length}B`
+      : r.text.slice(0, 160);
+    return {
+      ok: ok && (!scenario.stream || isStream),
+      line: `HTTP ${r.status} ${detail} ${extra}`.trim(),
+    };
+  } catch (err) {
+    return { ok: false, line: `request failed: ${err.message}` };
+  }
+}
+
+async function runScenario(autocannon, scenario, allTargets) {
+  log('');
+  log(`## ${scenario.title}`);
+  await setMockTiming(scenario.delayMs, scenario.chunkDelayMs ?? 0);
+  const targets = [];
+  const skipped = [];
+  for (const name of scenario.targets) {
+    if (settings.skip.has(name)) continue;
+    if (!allTargets[name]) {
+      skipped.push(`${name} (not started)`);
+      continue;
+    }
+    const target = targetFor(allTargets[name], name, scenario);
+    const check = await preflight(target, scenario);
+    log(`preflight ${name.padEnd(18)} ${check.line}`);
+    if (check.ok) targets.push(target);
+    else skipped.push(`${name} (preflight: ${check.line})`);
+  }
+  const aggs = new Map(targets.map((t) => [t.name, report.newAggregate(t.name, scenario.c)]));
+  const seconds = scenario.seconds ?? settings.duration;
+  for (let round = 1; round <= settings.rounds; round++) {
+    // A B C, then C B A: slow drift of the machine hits every target about equally.
+    const order = round % 2 === 1 ? targets : [...targets].reverse();
+    for (const target of order) {
+      if (settings.warmup > 0) await drive(autocannon, scenario, target, settings.warmup, false);
+      const before = snapshot(target.pid);
+      const run = await drive(autocannon, scenario, target, seconds, true);
+      const after = snapshot(target.pid);
+      const usage = usageBetween(before, after, run.elapsed);
+      report.addRun(aggs.get(target.name), run, usage);
+      const s = summarize(run.latencies);
+      log(
+        `  round ${round} ${target.name.padEnd(18)} ${fmt(run.responses / run.elapsed, 0).padStart(6)} req/s` +
+          `  p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} ms  non2xx ${run.non2xx} errors ${run.errors + run.timeouts}` +
+          `  other CPU ${usage.otherPct.toFixed(0)}% steal ${usage.stealPct.toFixed(0)}%`,
+      );
+    }
+  }
+  const rows = report.buildRows(aggs, procstat.clockTicks, (name) => name !== 'direct');
+  const table = report.scenarioTable(scenario, rows);
+  log('');
+  log(table);
+  if (skipped.length) log(`\nnot measured: ${skipped.join('; ')}`);
+  return { scenario, rows, table, skipped };
+}
+
+async function runSoak(autocannon, scenario, allTargets) {
+  log('');
+  log(`## ${scenario.title}`);
+  const base = allTargets.switchyard;
+  if (!base) {
+    log('not measured: switchyard not started');
+    return null;
+  }
+  await setMockTiming(0, 0);
+  const target = targetFor(base, 'switchyard', scenario);
+  const samples = [];
+  const t0 = Date.now();
+  const timer = setInterval(() => {
+    const u = procstat.treeUsage(target.pid);
+    if (u) samples.push({ t: (Date.now() - t0) / 1000, rssBytes: u.rssBytes });
+  }, 5000);
+  const before = snapshot(target.pid);
+  const run = await load.runAutocannon(autocannon, target, {
+    connections: scenario.c,
+    seconds: settings.soakSeconds,
+    record: true,
+  });
+  clearInterval(timer);
+  const after = snapshot(target.pid);
+  samples.push({ t: (Date.now() - t0) / 1000, rssBytes: after.rssBytes });
+  const agg = report.newAggregate('switchyard', scenario.c);
+  report.addRun(agg, run, usageBetween(before, after, run.elapsed));
+  const rows = report.buildRows(new Map([['switchyard', agg]]), procstat.clockTicks, () => true);
+  const summary = report.soakSummary(samples, settings.soakSeconds);
+  const table = report.scenarioTable(scenario, rows);
+  log(table);
+  log('');
+  log(`RSS MB every 5 s: ${summary.samples.map((s) => s.rssMB).join(' ')}`);
+  log(
+    `RSS after warm-up ${fmt(summary.firstMB, 0)} MB, at the end ${fmt(summary.lastMB, 0)} MB, ` +
+      `max ${fmt(summary.maxMB, 0)} MB, drift ${fmt(100 * summary.drift, 1)} %`,
+  );
+  return { scenario, rows, table, skipped: [], soak: summary };
+}
+
+// ---------------------------------------------------------------------------------------
+
+function topFrames(profileDir) {
+  if (!fs.existsSync(profileDir)) return null;
+  const files = fs.readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
+  if (!files.length) return null;
+  const file = path.join(settings.resultsDir, `${runName}.cpuprofile`);
+  fs.copyFileSync(path.join(profileDir, files[0]), file);
+  return file;
+}
+
+function renderDocsBlock(meta, results, goals, warns) {
+  const lines = [];
+  lines.push(`_Written by \`${meta.command}\` on ${meta.when}._`);
+  lines.push('');
+  if (meta.provisional) {
+    lines.push(`**Provisional:** ${meta.provisional}`);
+    lines.push('');
+  }
+  lines.push(`- Machine: ${meta.machine}`);
+  lines.push(`- Pinning: ${meta.pinning}`);
+  lines.push(
+    `- Per target and round: ${settings.warmup} s warm-up (discarded) + ${settings.duration} s measured; ${settings.rounds} round(s), order reversed every round; ${settings.prewarm} s prewarm per target first`,
+  );
+  lines.push(`- Peers: ${meta.peers}`);
+  lines.push(
+    `- Switchyard: commit ${meta.commit}, NODE_ENV=production, LOG_LEVEL=${settings.logLevel}, Postgres ${meta.pgVersion}, Redis at ${settings.redisUrl}; key from ${meta.keySource}`,
+  );
+  lines.push(`- Machine load at start: loadavg ${meta.loadavg}`);
+  lines.push('');
+  lines.push('### Goals');
+  lines.push('');
+  lines.push(report.goalsTable(goals));
+  for (const r of results) {
+    lines.push('');
+    lines.push(`### ${r.scenario.title}`);
+    lines.push('');
+    lines.push(r.table);
+    if (r.soak) {
+      lines.push('');
+      lines.push(
+        `RSS MB every 5 s: ${r.soak.samples.map((s) => s.rssMB).join(' ')}; drift after warm-up ${fmt(100 * r.soak.drift, 1)} %.`,
+      );
+    }
+    if (r.skipped.length) {
+      lines.push('');
+      lines.push(`Not measured: ${r.skipped.join('; ')}`);
+    }
+  }
+  if (warns.length) {
+    lines.push('');
+    lines.push('### Warnings');
+    lines.push('');
+    for (const w of warns) lines.push(`- ${w}`);
+  }
+  return lines.join('\n');
+}
+
+function gitCommit() {
+  try {
+    const { execFileSync } = require('node:child_process');
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: sy.ROOT,
+      encoding: 'utf8',
+    }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+      cwd: sy.ROOT,
+      encoding: 'utf8',
+    }).trim();
+    return dirty ? `${head} (+ uncommitted changes)` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function pgVersion() {
+  try {
+    const { Client } = require(path.join(sy.ROOT, 'node_modules/pg'));
+    const c = new Client({ connectionString: settings.adminDatabaseUrl });
+    await c.connect();
+    const r = await c.query('SHOW server_version');
+    await c.end();
+    return r.rows[0].server_version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main() {
+  const started = Date.now();
+  const layout = proc.cpuLayout(settings);
+  const serverCpu = layout.pinned ? settings.serverCpu : null;
+  if (layout.pinned && !proc.pinSelf(settings.loadgenCpu))
+    throw new Error('taskset could not pin the load generator');
+  const pinning = layout.pinned
+    ? `load generator on CPU ${settings.loadgenCpu}, servers on CPU ${settings.serverCpu} (taskset); Postgres and Redis not pinned`
+    : `none (${layout.reason})`;
+  const cpus = os.cpus();
+  const meta = {
+    command: `${settings.quick ? 'BENCH_QUICK=1 ' : ''}npm run bench`,
+    when: new Date().toISOString(),
+    machine: `${cpus.length} × ${cpus[0]?.model ?? 'CPU'}, Node ${process.version}, ${os.release()}`,
+    loadavg: os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' '),
+    pinning,
+    commit: gitCommit(),
+    pgVersion: await pgVersion(),
+  };
+  log(`# Switchyard benchmark ${meta.when} ${settings.label}`);
+  log(`${meta.machine}; loadavg ${meta.loadavg}`);
+  log(`pinning: ${pinning}`);
+  log(`run dir (server logs): ${runDir}`);
+
+  const peers = ensurePeers(settings.peerDir, log);
+  const autocannon = peers.require('autocannon');
+  meta.peers = Object.entries(peers.versions)
+    .map(([n, v]) => `${n} ${v}`)
+    .join(', ');
+  log(`peers: ${meta.peers}`);
+
+  const wanted = new Set(settings.scenarios.flatMap((s) => s.targets));
+  state.servers.mock = await startJsonServer(
+    'mock',
+    path.join(__dirname, 'mock-upstream.js'),
+    {},
+    serverCpu,
+  );
+  if (wanted.has('bare') && !settings.skip.has('bare')) {
+    state.servers.bare = await startJsonServer(
+      'bare',
+      path.join(__dirname, 'bare-proxy.js'),
+      { UPSTREAM_URL: state.servers.mock.url },
+      serverCpu,
+    );
+  }
+  if (wanted.has('portkey') && !settings.skip.has('portkey')) {
+    state.servers.portkey = await startPortkey(peers, serverCpu);
+  }
+  if ([...wanted].some((n) => n.startsWith('switchyard'))) {
+    state.servers.switchyard = await startSwitchyard(state.servers.mock.url, serverCpu);
+    meta.keySource = state.servers.switchyard.keySource;
+    log(
+      `switchyard ${state.servers.switchyard.url} (pid ${state.servers.switchyard.pid}); key: ${meta.keySource}`,
+    );
+  }
+  const allTargets = makeTargets(state.servers);
+
+  if (settings.prewarm > 0) {
+    // JIT warm-up once per server so that round 1 is not slower than round 2.
+    await setMockTiming(0, 0);
+    for (const name of ['direct', 'bare', 'portkey', 'switchyard']) {
+      if (!allTargets[name] || settings.skip.has(name) || !wanted.has(name)) continue;
+      const target = targetFor(allTargets[name], name, { stream: false });
+      await load.runAutocannon(autocannon, target, {
+        connections: 64,
+        seconds: settings.prewarm,
+        record: false,
+      });
+    }
+    log(`prewarm: ${settings.prewarm} s per server at c=64 (not measured)`);
+  }
+
+  const results = [];
+  for (const scenario of settings.scenarios) {
+    const result =
+      scenario.mode === 'soak'
+        ? await runSoak(autocannon, scenario, allTargets)
+        : await runScenario(autocannon, scenario, allTargets);
+    if (result) results.push(result);
+  }
+
+  const soak = results.find((r) => r.soak)?.soak ?? null;
+  const goals = report.checkGoals(results, soak);
+  const warns = report.warnings(results, settings);
+  const busiest = Math.max(0, ...results.flatMap((r) => r.rows.map((x) => x.otherMax ?? 0)));
+  if (busiest > settings.otherCpuWarn) {
+    meta.provisional = `other processes used up to ${busiest.toFixed(0)} % of a core during measured runs; rerun on a quiet machine for final figures.`;
+  }
+  if (settings.quick)
+    meta.provisional =
+      `${meta.provisional ?? ''} BENCH_QUICK=1: short runs, indicative only.`.trim();
+  log('');
+  log('## Goals');
+  log('');
+  log(report.goalsTable(goals));
+  if (warns.length) {
+    log('');
+    for (const w of warns) log(`warning: ${w}`);
+  }
+
+  await cleanup();
+  const profile = topFrames(path.join(runDir, 'prof'));
+  if (profile) {
+    log('');
+    log(`CPU profile of the gateway: ${profile}`);
+    log(require('./profile').summarizeProfile(profile, 25));
+  }
+  log(`total bench time ${((Date.now() - started) / 1000).toFixed(0)} s`);
+
+  const block = renderDocsBlock(meta, results, goals, warns);
+  const mdFile = path.join(settings.resultsDir, `${runName}.md`);
+  fs.writeFileSync(mdFile, `${printed.join('\n')}\n`);
+  fs.writeFileSync(
+    path.join(settings.resultsDir, `${runName}.json`),
+    JSON.stringify(
+      {
+        meta,
+        settings: { ...settings, skip: [...settings.skip] },
+        goals,
+        results: results.map(({ scenario, rows, soak: s }) => ({ scenario, rows, soak: s })),
+      },
+      null,
+      2,
+    ),
+  );
+  if (settings.writeDocs) {
+    const current = fs.existsSync(DOCS_FILE)
+      ? fs.readFileSync(DOCS_FILE, 'utf8')
+      : '# Performance\n';
+    fs.writeFileSync(DOCS_FILE, replaceBetween(current, DOCS_START, DOCS_END, block));
+    log(`results written to docs/performance.md and ${path.relative(sy.ROOT, mdFile)}`);
+  } else {
+    log(
+      `results written to ${path.relative(sy.ROOT, mdFile)} (docs/performance.md unchanged; BENCH_WRITE_DOCS=1 to update it)`,
+    );
+  }
+  const empty = results.flatMap((r) => r.rows).filter((r) => r.samples === 0);
+  if (empty.length) process.exitCode = 2;
+}
+
+main().catch(async (err) => {
+  process.stderr.write(`bench failed: ${err.stack || err.message}\n`);
+  await cleanup();
+  process.exit(1);
+});
