@@ -71,7 +71,9 @@ export class ApiKeyRepository {
   constructor(private readonly db: DatabaseService) {}
 
   async findByHash(keyHash: string): Promise<ApiKeyRecord | undefined> {
-    const rows = await this.db.query<ApiKeyRow>(
+    const rows = await runSql<ApiKeyRow>(
+      this.db,
+      undefined,
       `SELECT ${COLUMNS} FROM api_keys WHERE key_hash = $1`,
       [keyHash],
       'api_key_lookup',
@@ -188,7 +190,9 @@ export class ApiKeyRepository {
     name: string,
     keepHashes: string[],
   ): Promise<ApiKeyRecord[]> {
-    const rows = await this.db.query<ApiKeyRow>(
+    const rows = await runSql<ApiKeyRow>(
+      this.db,
+      undefined,
       `UPDATE api_keys SET revoked_at = now()
        WHERE user_id = $1 AND name = $2 AND revoked_at IS NULL AND NOT (key_hash = ANY($3::text[]))
        RETURNING ${COLUMNS}`,
@@ -213,7 +217,9 @@ export class ApiKeyRepository {
       where.push(afterCursorSql('api_keys', `$${params.length}`));
     }
     params.push(limit);
-    const rows = await this.db.query<ApiKeyRow>(
+    const rows = await runSql<ApiKeyRow>(
+      this.db,
+      undefined,
       `SELECT ${COLUMNS} FROM api_keys ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
       params,
@@ -226,7 +232,9 @@ export class ApiKeyRepository {
     if (usage.size === 0) return;
     const ids = [...usage.keys()];
     const times = ids.map((id) => usage.get(id)!.toISOString());
-    await this.db.query(
+    await runSql(
+      this.db,
+      undefined,
       `UPDATE api_keys AS k SET last_used_at = GREATEST(k.last_used_at, u.used_at)
        FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, used_at)
        WHERE k.id = u.id`,

@@ -63,7 +63,9 @@ export class AuditRepository {
       where.push(afterCursorSql('audit_log', `$${params.length}`));
     }
     params.push(limit);
-    const rows = await this.db.query<AuditRow>(
+    const rows = await runSql<AuditRow>(
+      this.db,
+      undefined,
       `SELECT id, actor, action, target, details, created_at FROM audit_log
        ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,

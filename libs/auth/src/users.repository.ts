@@ -120,7 +120,12 @@ export class UsersRepository {
   }
 
   async count(): Promise<number> {
-    const rows = await this.db.query<{ n: string }>(`SELECT count(*) AS n FROM users`);
+    const rows = await runSql<{ n: string }>(
+      this.db,
+      undefined,
+      `SELECT count(*) AS n FROM users`,
+      [],
+    );
     return Number(rows[0].n);
   }
 
@@ -132,7 +137,9 @@ export class UsersRepository {
       where = `WHERE ${afterCursorSql('users', '$1', 'u')}`;
     }
     params.push(limit);
-    const rows = await this.db.query<UserRow>(
+    const rows = await runSql<UserRow>(
+      this.db,
+      undefined,
       `SELECT ${COLUMNS}, c.balance, c.base_quota FROM users u
        LEFT JOIN user_credits c ON c.user_id = u.id
        ${where}

@@ -1,6 +1,7 @@
 import { CliCommand } from '../cli-command';
 import { createAdminCommand } from './create-admin.command';
+import { keysCreateCommand } from './keys-create.command';
 import { migrateCommand } from './migrate.command';
 
 /** Every operator command; modules add theirs here. */
-export const COMMANDS: CliCommand[] = [migrateCommand, createAdminCommand];
+export const COMMANDS: CliCommand[] = [migrateCommand, createAdminCommand, keysCreateCommand];
