@@ -3,9 +3,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RateLimitedPrincipal, RateLimitService } from './rate-limit.service';
 
 /**
- * Public routes: `@UseGuards(ApiKeyGuard, RateLimitGuard)`. Runs after ApiKeyGuard (guards run
- * in the order listed) and before the handler, so a refused request never reaches credits or
- * the upstream: a 429 is never charged.
+ * Optional and explicit: `@UseGuards(ApiKeyGuard, RateLimitGuard)` (guards run in the order
+ * listed). The global RateLimitInterceptor already limits every API-key route; the guard only
+ * moves the check before other guards. A request is counted once either way.
  */
 @Injectable()
 export class RateLimitGuard implements CanActivate {
@@ -19,7 +19,7 @@ export class RateLimitGuard implements CanActivate {
       // A wiring mistake, not a client error: this guard must follow ApiKeyGuard.
       throw new Error('RateLimitGuard used on a route without ApiKeyGuard before it');
     }
-    await this.rateLimits.enforce(principal, http.getResponse<FastifyReply>());
+    await this.rateLimits.enforceOnce(request, http.getResponse<FastifyReply>());
     return true;
   }
 }

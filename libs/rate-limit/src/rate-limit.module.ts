@@ -1,14 +1,17 @@
 import { Global, Module } from '@nestjs/common';
+import { APP_INTERCEPTOR } from '@nestjs/core';
 import { ThrottlerModule } from '@nestjs/throttler';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { RedisService } from '@app/redis';
 import { LOGIN_IP_THROTTLER, LoginThrottleGuard } from './login-throttle.guard';
 import { RateLimitGuard } from './rate-limit.guard';
+import { RateLimitInterceptor } from './rate-limit.interceptor';
 import { RateLimitService } from './rate-limit.service';
 import { RedisThrottlerStorage } from './redis-throttler.storage';
 
 /**
- * Global so that any controller can list RateLimitGuard / LoginThrottleGuard in @UseGuards.
+ * Per-key limits apply to every API-key route through the global RateLimitInterceptor. Global
+ * module so any controller can also list RateLimitGuard / LoginThrottleGuard in @UseGuards.
  * ThrottlerModule is configured only for the login limiter; no throttler guard is global.
  */
 @Global()
@@ -29,7 +32,12 @@ import { RedisThrottlerStorage } from './redis-throttler.storage';
       }),
     }),
   ],
-  providers: [RateLimitService, RateLimitGuard, LoginThrottleGuard],
+  providers: [
+    RateLimitService,
+    RateLimitGuard,
+    LoginThrottleGuard,
+    { provide: APP_INTERCEPTOR, useClass: RateLimitInterceptor },
+  ],
   exports: [RateLimitService, RateLimitGuard, LoginThrottleGuard],
 })
 export class RateLimitModule {}

@@ -9,6 +9,8 @@ import { rateLimitRejections } from './rate-limit.metrics';
 import { consumeOnRedis } from './rate-limit.script';
 import { Limits, LocalWindows, RateLimitDecision, rateLimitHeaders } from './rate-limit.window';
 
+const COUNTED = Symbol('switchyard.rateLimitCounted');
+
 /** The part of the auth Principal that rate limiting reads. */
 export interface RateLimitedPrincipal {
   apiKeyId: string;
@@ -143,6 +145,23 @@ export class RateLimitService implements OnModuleInit {
         headers,
       );
     }
+    return decision;
+  }
+
+  /**
+   * For the global interceptor and the guard: counts a request authenticated by an API key once,
+   * however many of them run on it; requests without a Principal (admin, health) are untouched.
+   */
+  async enforceOnce(
+    request: { principal?: RateLimitedPrincipal },
+    reply?: HeaderTarget,
+  ): Promise<RateLimitDecision | undefined> {
+    const principal = request.principal;
+    if (!principal) return undefined;
+    const marked = request as { [COUNTED]?: RateLimitDecision };
+    if (marked[COUNTED]) return marked[COUNTED];
+    const decision = await this.enforce(principal, reply);
+    marked[COUNTED] = decision;
     return decision;
   }
 

@@ -178,7 +178,8 @@ describe('rate limit headers', () => {
     expect(formatReset(0)).toBe('0s');
     expect(formatReset(1)).toBe('1s');
     expect(formatReset(12_000)).toBe('12s');
-    expect(formatReset(59_001)).toBe('1m0s');
+    expect(formatReset(59_001)).toBe('60s');
+    expect(formatReset(60_001)).toBe('1m1s');
     expect(formatReset(3_600_000)).toBe('1h0m0s');
     expect(retryAfterSeconds(0)).toBe(1);
     expect(retryAfterSeconds(1_001)).toBe(2);

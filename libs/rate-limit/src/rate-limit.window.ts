@@ -62,9 +62,13 @@ export function toDecision(
   };
 }
 
-/** "12s", "6m0s", "1h0m0s": whole seconds rounded up, in the style OpenAI uses for resets. */
+/**
+ * "12s", "60s", "6m0s", "1h0m0s": whole seconds rounded up, in the style OpenAI uses for resets
+ * (a Go duration). Up to a minute it stays in seconds, so the minute window always reads "Ns".
+ */
 export function formatReset(ms: number): string {
   const total = Math.max(0, Math.ceil(ms / 1000));
+  if (total <= 60) return `${total}s`;
   const hours = Math.floor(total / 3600);
   const minutes = Math.floor((total % 3600) / 60);
   const seconds = total % 60;
