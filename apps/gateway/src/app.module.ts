@@ -5,6 +5,7 @@ import { AuthModule } from '@app/auth';
 import { AppConfig, ConfigModule } from '@app/config';
 import { DatabaseModule } from '@app/database';
 import { HealthModule } from '@app/health';
+import { JobsModule } from '@app/jobs';
 import { ApiExceptionFilter, ObservabilityModule } from '@app/observability';
 import { RateLimitModule } from '@app/rate-limit';
 import { RedisModule } from '@app/redis';
@@ -22,6 +23,7 @@ export class AppModule {
         HealthModule,
         RateLimitModule,
         AuthModule,
+        JobsModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: ApiExceptionFilter }],
     };

@@ -92,6 +92,22 @@ function buildConfig(env: NodeJS.ProcessEnv) {
       retentionDays: e.REQUEST_LOG_RETENTION_DAYS,
       bufferMax: e.REQUEST_LOG_BUFFER_MAX,
     },
+    jobs: {
+      /** Run queue workers in this gateway process (the `worker` entry point always does). */
+      workerEnabled: e.JOB_WORKER_ENABLED,
+      concurrency: e.JOB_WORKER_CONCURRENCY,
+      /** A job held this long by a silent worker is handed to another one. */
+      visibilityTimeoutSeconds: e.JOB_VISIBILITY_TIMEOUT_SECONDS,
+      maxAttempts: e.JOB_MAX_ATTEMPTS,
+      pollIntervalMs: e.JOB_POLL_INTERVAL_MS,
+      maintenanceIntervalSeconds: e.JOB_MAINTENANCE_INTERVAL_SECONDS,
+      stuckTimeoutMinutes: e.JOB_STUCK_TIMEOUT_MINUTES,
+      reaperIntervalSeconds: e.JOB_REAPER_INTERVAL_SECONDS,
+      retentionDays: e.JOB_RETENTION_DAYS,
+      retentionSchedule: e.RETENTION_SCHEDULE.trim(),
+      wsPingIntervalSeconds: e.WS_PING_INTERVAL_SECONDS,
+    },
+    auditLog: { retentionDays: e.AUDIT_LOG_RETENTION_DAYS },
   };
 }
 

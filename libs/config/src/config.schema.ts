@@ -137,6 +137,23 @@ export const envSchema = z.object({
   BODY_LIMIT_BYTES: int(10 * 1024 * 1024, 1024),
   REQUEST_LOG_RETENTION_DAYS: int(30, 1),
   REQUEST_LOG_BUFFER_MAX: int(10000, 1),
+  JOB_WORKER_ENABLED: bool(true),
+  JOB_WORKER_CONCURRENCY: int(4, 1, 256),
+  JOB_VISIBILITY_TIMEOUT_SECONDS: int(180, 2, 86399),
+  JOB_MAX_ATTEMPTS: int(2, 1, 20),
+  JOB_POLL_INTERVAL_MS: int(1000, 500),
+  JOB_MAINTENANCE_INTERVAL_SECONDS: int(30, 1, 3600),
+  JOB_STUCK_TIMEOUT_MINUTES: int(10, 1),
+  JOB_REAPER_INTERVAL_SECONDS: int(60, 1),
+  JOB_RETENTION_DAYS: int(30, 1),
+  AUDIT_LOG_RETENTION_DAYS: int(365, 1),
+  RETENTION_SCHEDULE: z
+    .string()
+    .default('15 3 * * *')
+    .refine((v) => v.trim().split(/\s+/).length === 5, {
+      message: 'expected a 5-field cron expression such as "15 3 * * *"',
+    }),
+  WS_PING_INTERVAL_SECONDS: int(30, 1),
 });
 
 export type RawEnv = z.infer<typeof envSchema>;

@@ -1,0 +1,321 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  OnApplicationBootstrap,
+} from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { WebSocket, WebSocketServer } from 'ws';
+import { ApiKeyAuthService } from '@app/auth';
+import { APP_CONFIG, AppConfig } from '@app/config';
+import { LifecycleService } from '@app/health';
+import { ApiError, LOGGER } from '@app/observability';
+import { isUuid } from './job-cursor';
+import { JobEvents } from './job-events.service';
+import { wsConnections } from './jobs.metrics';
+import { JobsService } from './jobs.service';
+import { JobEvent, JobView } from './jobs.types';
+
+export const WS_PATH = '/v1/ws';
+
+/** Close codes (4000–4999 are the application's). */
+export const WS_CLOSE = {
+  unauthorized: 4401,
+  forbidden: 4403,
+  goingAway: 1001,
+  tryAgainLater: 1013,
+} as const;
+
+const AUTH_TIMEOUT_MS = 5_000;
+const MAX_SUBSCRIPTIONS = 1_000;
+const MAX_MESSAGE_BYTES = 16 * 1024;
+/** A client this far behind on reading is dropped instead of growing our memory. */
+const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+
+interface Client {
+  ws: WebSocket;
+  userId?: string;
+  subscriptions: Set<string>;
+  alive: boolean;
+  authTimer?: NodeJS.Timeout;
+  /** Set while the key is being checked; messages that arrive meanwhile wait for it. */
+  authenticating?: Promise<void>;
+}
+
+type ClientMessage =
+  | { type: 'auth'; api_key?: unknown }
+  | { type: 'subscribe'; job_id?: unknown }
+  | { type: 'unsubscribe'; job_id?: unknown }
+  | { type: 'ping' };
+
+/**
+ * Live job updates at /v1/ws (DESIGN §9). The API key comes in the upgrade's Authorization /
+ * X-API-Key header, as `?api_key=` (browsers cannot set headers), or as the first message
+ * `{"type":"auth","api_key":"…"}`. Until then the socket hears nothing; a bad or missing key
+ * closes it with 4401. A socket hears about all of its user's jobs, or only the ones it
+ * subscribed to. Events come from every replica through JobEvents.
+ */
+@Injectable()
+export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private wss?: WebSocketServer;
+  private readonly byUser = new Map<string, Set<Client>>();
+  private readonly all = new Set<Client>();
+  private pingTimer?: NodeJS.Timeout;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly auth: ApiKeyAuthService,
+    private readonly events: JobEvents,
+    private readonly jobs: JobsService,
+    private readonly lifecycle: LifecycleService,
+  ) {}
+
+  get connections(): number {
+    return this.all.size;
+  }
+
+  onApplicationBootstrap(): void {
+    const adapter = this.adapterHost.httpAdapter;
+    // The worker entry point and the CLI have no HTTP server.
+    if (!adapter || !this.config.backgroundTasks) return;
+    const server = adapter.getHttpServer() as Server;
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.onUpgrade(request, socket, head),
+    );
+    // Upgraded sockets keep the HTTP server from closing: say goodbye before it drains.
+    adapter.getInstance<FastifyInstance>().addHook('preClose', async () => this.closeAll());
+    this.events.onEvent((event) => this.deliver(event));
+    this.pingTimer = setInterval(
+      () => this.heartbeat(),
+      this.config.jobs.wsPingIntervalSeconds * 1000,
+    );
+    this.pingTimer.unref();
+  }
+
+  private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    if (url.pathname !== WS_PATH || !this.wss) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (this.lifecycle.isShuttingDown) {
+      socket.end(
+        'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+      );
+      return;
+    }
+    this.wss.handleUpgrade(request, socket, head, (ws) => this.onConnection(ws, request, url));
+  }
+
+  private onConnection(ws: WebSocket, request: IncomingMessage, url: URL): void {
+    const client: Client = { ws, subscriptions: new Set(), alive: true };
+    this.all.add(client);
+    ws.on('pong', () => (client.alive = true));
+    ws.on('error', () => undefined);
+    ws.on('close', () => this.forget(client));
+    ws.on('message', (data, isBinary) => void this.onMessage(client, data.toString(), isBinary));
+
+    const headers = request.headers;
+    const queryKey = url.searchParams.get('api_key');
+    if (headers.authorization !== undefined || headers['x-api-key'] !== undefined) {
+      client.authenticating = this.authenticate(client, () =>
+        this.auth.authenticateHeaders(headers, ['jobs']),
+      );
+    } else if (queryKey !== null) {
+      client.authenticating = this.authenticate(client, () =>
+        this.auth.authenticateKey(queryKey, ['jobs']),
+      );
+    } else {
+      client.authTimer = setTimeout(
+        () => this.refuse(client, WS_CLOSE.unauthorized, 'unauthorized'),
+        AUTH_TIMEOUT_MS,
+      );
+      client.authTimer.unref();
+    }
+  }
+
+  private async authenticate(
+    client: Client,
+    check: () => Promise<{ userId: string }>,
+  ): Promise<void> {
+    if (client.authTimer) clearTimeout(client.authTimer);
+    client.authTimer = undefined;
+    try {
+      const principal = await check();
+      if (client.ws.readyState !== WebSocket.OPEN) return;
+      client.userId = principal.userId;
+      let set = this.byUser.get(principal.userId);
+      if (!set) this.byUser.set(principal.userId, (set = new Set()));
+      set.add(client);
+      wsConnections.inc();
+      this.send(client, { type: 'ready' });
+    } catch (err) {
+      const status = err instanceof ApiError ? err.status : 500;
+      if (status === 403) this.refuse(client, WS_CLOSE.forbidden, 'forbidden');
+      else if (status === 401) this.refuse(client, WS_CLOSE.unauthorized, 'unauthorized');
+      else this.refuse(client, WS_CLOSE.tryAgainLater, 'try again later');
+    }
+  }
+
+  private async onMessage(client: Client, raw: string, isBinary: boolean): Promise<void> {
+    if (client.authenticating) await client.authenticating;
+    if (client.ws.readyState !== WebSocket.OPEN) return;
+    let message: ClientMessage | undefined;
+    try {
+      message = isBinary ? undefined : (JSON.parse(raw) as ClientMessage);
+    } catch {
+      message = undefined;
+    }
+    if (!client.userId) {
+      // Before authentication the only thing a socket may say is who it is.
+      if (message?.type === 'auth' && typeof message.api_key === 'string' && !client.authTimer) {
+        this.refuse(client, WS_CLOSE.unauthorized, 'unauthorized');
+      } else if (message?.type === 'auth' && typeof message.api_key === 'string') {
+        const key = message.api_key;
+        client.authenticating = this.authenticate(client, () =>
+          this.auth.authenticateKey(key, ['jobs']),
+        );
+        await client.authenticating;
+      } else this.refuse(client, WS_CLOSE.unauthorized, 'unauthorized');
+      return;
+    }
+    if (!message || typeof message !== 'object') {
+      this.send(client, { type: 'error', code: 'invalid_message', message: 'expected JSON' });
+      return;
+    }
+    switch (message.type) {
+      case 'subscribe':
+        await this.subscribe(client, message.job_id);
+        return;
+      case 'unsubscribe':
+        if (typeof message.job_id === 'string') client.subscriptions.delete(message.job_id);
+        this.send(client, { type: 'unsubscribed', job_id: message.job_id ?? null });
+        return;
+      case 'ping':
+        this.send(client, { type: 'pong' });
+        return;
+      case 'auth':
+        return;
+      default:
+        this.send(client, {
+          type: 'error',
+          code: 'unknown_message',
+          message: 'expected type subscribe, unsubscribe or ping',
+        });
+    }
+  }
+
+  private async subscribe(client: Client, jobId: unknown): Promise<void> {
+    if (!isUuid(jobId)) {
+      this.send(client, { type: 'error', code: 'invalid_id', message: 'job_id must be a UUID' });
+      return;
+    }
+    const id = jobId.toLowerCase();
+    if (client.subscriptions.size >= MAX_SUBSCRIPTIONS && !client.subscriptions.has(id)) {
+      this.send(client, { type: 'error', code: 'too_many_subscriptions', job_id: id });
+      return;
+    }
+    let job: JobView | undefined;
+    try {
+      job = await this.jobs.findOwn(client.userId!, id);
+    } catch {
+      this.send(client, { type: 'error', code: 'service_unavailable', job_id: id });
+      return;
+    }
+    // Another user's job is indistinguishable from an unknown one.
+    if (!job) {
+      this.send(client, { type: 'error', code: 'job_not_found', job_id: id });
+      return;
+    }
+    client.subscriptions.add(id);
+    this.send(client, { type: 'subscribed', job_id: id });
+    // The current state, so a client that subscribes late does not miss a finished job.
+    this.send(
+      client,
+      jobMessage({ id: job.id, status: job.status, result: job.result, error: job.error }),
+    );
+  }
+
+  private deliver(event: JobEvent): void {
+    const clients = this.byUser.get(event.userId);
+    if (!clients) return;
+    const message = jobMessage(event);
+    for (const client of clients)
+      if (client.subscriptions.size === 0 || client.subscriptions.has(event.id))
+        this.send(client, message);
+  }
+
+  private send(client: Client, message: Record<string, unknown>): void {
+    const ws = client.ws;
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      this.logger.warn({ user_id: client.userId }, 'WebSocket client too slow; disconnected');
+      ws.terminate();
+      return;
+    }
+    ws.send(JSON.stringify(message));
+  }
+
+  private heartbeat(): void {
+    for (const client of this.all) {
+      if (!client.userId) continue;
+      if (!client.alive) {
+        client.ws.terminate();
+        continue;
+      }
+      client.alive = false;
+      client.ws.ping();
+      this.send(client, { type: 'ping' });
+    }
+  }
+
+  private refuse(client: Client, code: number, reason: string): void {
+    if (client.authTimer) clearTimeout(client.authTimer);
+    if (client.ws.readyState === WebSocket.OPEN || client.ws.readyState === WebSocket.CONNECTING)
+      client.ws.close(code, reason);
+  }
+
+  private forget(client: Client): void {
+    if (client.authTimer) clearTimeout(client.authTimer);
+    this.all.delete(client);
+    if (!client.userId) return;
+    const set = this.byUser.get(client.userId);
+    if (set?.delete(client)) wsConnections.dec();
+    if (set && set.size === 0) this.byUser.delete(client.userId);
+  }
+
+  private closeAll(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    for (const client of this.all) {
+      client.ws.close(WS_CLOSE.goingAway, 'server shutting down');
+      // Do not wait for a slow closing handshake during shutdown.
+      setTimeout(() => client.ws.terminate(), 1000).unref();
+    }
+  }
+
+  beforeApplicationShutdown(): void {
+    this.closeAll();
+    this.wss?.close();
+  }
+}
+
+/** The wire shape of a status change: {"type":"job","id","status","result"?,"error"?}. */
+function jobMessage(event: {
+  id: string;
+  status: string;
+  result?: unknown;
+  error?: string | null;
+}): Record<string, unknown> {
+  const message: Record<string, unknown> = { type: 'job', id: event.id, status: event.status };
+  if (event.status === 'succeeded' && event.result !== undefined && event.result !== null)
+    message.result = event.result;
+  if (event.error) message.error = event.error;
+  return message;
+}

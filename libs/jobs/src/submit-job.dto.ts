@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import { ApiError } from '@app/observability';
+import { JOB_STATUSES, JOB_TYPES, JobStatus, JobType } from './jobs.types';
+
+export interface SubmitJobInput {
+  type: JobType;
+  /** The body the synchronous endpoint takes (chat completions or image generations). */
+  request: Record<string, unknown>;
+}
+
+const submitSchema = z.object({
+  type: z.enum(JOB_TYPES, { message: 'type must be "chat" or "image"' }),
+  request: z.record(z.string(), z.unknown(), { message: 'request must be an object' }),
+});
+
+/** POST /v1/generations body: `{type, request}`; request.model is required. Anything else is a 400. */
+export function parseSubmit(body: unknown): SubmitJobInput {
+  const parsed = submitSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const param = issue.path.length > 0 ? issue.path.join('.') : null;
+    throw ApiError.badRequest(issue.message, param);
+  }
+  const { type, request } = parsed.data;
+  if (typeof request.model !== 'string' || request.model.length === 0)
+    throw ApiError.badRequest('request.model is required', 'request.model');
+  if (request.stream === true)
+    throw ApiError.badRequest(
+      'request.stream is not supported for async jobs; follow the job over /v1/ws instead',
+      'request.stream',
+    );
+  return { type, request };
+}
+
+const clearStuckSchema = z.object({
+  older_than_minutes: z
+    .number({ message: 'older_than_minutes must be a number of minutes' })
+    .int('older_than_minutes must be a whole number of minutes')
+    .min(1, 'older_than_minutes must be at least 1')
+    .max(525_600, 'older_than_minutes must be at most 525600 (a year)'),
+});
+
+/** POST /admin/jobs/clear-stuck body; `older_than_minutes` defaults to the stuck timeout. */
+export function parseClearStuck(body: unknown, fallbackMinutes: number): number {
+  const value = body === undefined || body === null ? {} : body;
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw ApiError.badRequest('body must be a JSON object', null);
+  const minutes = (value as { older_than_minutes?: unknown }).older_than_minutes;
+  if (minutes === undefined) return fallbackMinutes;
+  const parsed = clearStuckSchema.safeParse({ older_than_minutes: minutes });
+  if (!parsed.success)
+    throw ApiError.badRequest(parsed.error.issues[0].message, 'older_than_minutes');
+  return parsed.data.older_than_minutes;
+}
+
+export function parseStatus(status: string | undefined): JobStatus | undefined {
+  if (status === undefined || status === '') return undefined;
+  if (!(JOB_STATUSES as readonly string[]).includes(status))
+    throw ApiError.badRequest(`status must be one of ${JOB_STATUSES.join(', ')}`, 'status');
+  return status as JobStatus;
+}
+
+/** Idempotency-Key header: 1–255 printable characters, or absent. */
+export function parseIdempotencyKey(value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const key = Array.isArray(value) ? value[0] : value;
+  if (!key || key.length > 255 || !/^[\x21-\x7e]+$/.test(key))
+    throw ApiError.badRequest(
+      'Idempotency-Key must be 1 to 255 printable ASCII characters',
+      'Idempotency-Key',
+    );
+  return key;
+}
