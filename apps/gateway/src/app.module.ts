@@ -3,6 +3,7 @@ import { APP_FILTER } from '@nestjs/core';
 import type { Logger } from 'pino';
 import { AuthModule } from '@app/auth';
 import { AppConfig, ConfigModule } from '@app/config';
+import { CreditsModule } from '@app/credits';
 import { DatabaseModule } from '@app/database';
 import { HealthModule } from '@app/health';
 import { JobsModule } from '@app/jobs';
@@ -23,6 +24,7 @@ export class AppModule {
         HealthModule,
         RateLimitModule,
         AuthModule,
+        CreditsModule,
         JobsModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: ApiExceptionFilter }],

@@ -1,7 +1,13 @@
 import { CliCommand } from '../cli-command';
 import { createAdminCommand } from './create-admin.command';
+import { creditsGrantCommand } from './credits-grant.command';
 import { keysCreateCommand } from './keys-create.command';
 import { migrateCommand } from './migrate.command';
 
 /** Every operator command; modules add theirs here. */
-export const COMMANDS: CliCommand[] = [migrateCommand, createAdminCommand, keysCreateCommand];
+export const COMMANDS: CliCommand[] = [
+  migrateCommand,
+  createAdminCommand,
+  keysCreateCommand,
+  creditsGrantCommand,
+];

@@ -1,0 +1,60 @@
+import { ApiError } from '@app/observability';
+
+/** 402 before any upstream call: the balance cannot cover the request's maximum price. */
+export function insufficientCredits(required: number, balance: number): ApiError {
+  return new ApiError(
+    402,
+    'insufficient_credits',
+    'insufficient_credits',
+    `Insufficient credits: this request may cost up to ${required} credits and the balance is ${balance}`,
+  );
+}
+
+/** Same Idempotency-Key, different request: the client has a bug; never run it. */
+export function idempotencyConflict(): ApiError {
+  return new ApiError(
+    409,
+    'conflict_error',
+    'idempotency_conflict',
+    'This Idempotency-Key was already used with a different request',
+    'Idempotency-Key',
+  );
+}
+
+/** The first request with this key is still running and did not finish while we waited. */
+export function idempotencyInProgress(): ApiError {
+  return new ApiError(
+    409,
+    'conflict_error',
+    'idempotency_in_progress',
+    'A request with this Idempotency-Key is still in progress; retry shortly',
+    'Idempotency-Key',
+    { 'retry-after': '1' },
+  );
+}
+
+export function userNotFound(userId: string): ApiError {
+  return ApiError.notFound(`User ${userId} not found`, 'user_not_found', 'user_id');
+}
+
+/** A Postgres unique violation on a given constraint (TypeORM copies the driver's fields). */
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  const e = err as {
+    code?: string;
+    constraint?: string;
+    driverError?: { code?: string; constraint?: string };
+  };
+  const code = e?.code ?? e?.driverError?.code;
+  const name = e?.constraint ?? e?.driverError?.constraint;
+  return code === '23505' && (constraint === undefined || name === constraint);
+}
+
+export function isForeignKeyViolation(err: unknown): boolean {
+  const e = err as { code?: string; driverError?: { code?: string } };
+  return (e?.code ?? e?.driverError?.code) === '23503';
+}
+
+export function isCheckViolation(err: unknown): boolean {
+  const e = err as { code?: string; driverError?: { code?: string } };
+  return (e?.code ?? e?.driverError?.code) === '23514';
+}

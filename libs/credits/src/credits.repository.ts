@@ -1,0 +1,530 @@
+import { Injectable } from '@nestjs/common';
+import { DatabaseService } from '@app/database';
+import { isUniqueViolation } from './credits.errors';
+import {
+  BalanceChange,
+  CreditAccount,
+  CreditAudit,
+  LedgerEntry,
+  LedgerEventType,
+  LedgerWrite,
+} from './credits.types';
+
+const LEDGER_COLUMNS =
+  'id, user_id, event_type, amount, balance_after, idempotency_key, request_id, description, created_at';
+const IDEMPOTENCY_CONSTRAINT = 'credit_ledger_user_idempotency_key';
+/** Only one replica runs a billing-cycle round at a time (pg_try_advisory_xact_lock). */
+const CYCLE_RESET_LOCK = 727_006;
+const CYCLE_RESET_BATCH = 200;
+
+/** The pool or a transaction. */
+type Runner = { query(sql: string, params?: unknown[]): Promise<unknown> };
+
+interface LedgerRow {
+  id: string;
+  user_id: string;
+  event_type: LedgerEventType;
+  amount: string;
+  balance_after: string;
+  idempotency_key: string | null;
+  request_id: string | null;
+  description: string | null;
+  created_at: Date;
+}
+
+export interface LedgerWriteInput {
+  userId: string;
+  amount: number;
+  eventType: LedgerEventType;
+  idempotencyKey?: string | null;
+  requestId?: string | null;
+  description?: string | null;
+}
+
+export interface ClosedReservation {
+  entry: LedgerEntry;
+  reserved: number;
+  replayed: boolean;
+}
+
+function toEntry(row: LedgerRow): LedgerEntry {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    eventType: row.event_type,
+    amount: Number(row.amount),
+    balanceAfter: Number(row.balance_after),
+    idempotencyKey: row.idempotency_key,
+    requestId: row.request_id,
+    description: row.description,
+    createdAt: row.created_at,
+  };
+}
+
+/** TypeORM answers UPDATE/DELETE with [rows, rowCount]; every other statement with rows. */
+function rowsOf<T>(result: unknown): T[] {
+  if (
+    Array.isArray(result) &&
+    result.length === 2 &&
+    Array.isArray(result[0]) &&
+    typeof result[1] === 'number'
+  )
+    return result[0] as T[];
+  return result as T[];
+}
+
+/** The key that closes a reservation: settle and refund share it, so only one of them happens. */
+export function closeKeyOf(reservationId: string): string {
+  return `close:${reservationId}`;
+}
+
+/**
+ * All credit SQL. The ledger is written by hand (no library does "balance and its ledger row in
+ * one atomic step, never below zero, idempotent per key"): each balance change is a single
+ * statement (or one transaction) that updates user_credits and appends the ledger row with its
+ * balance_after, so balance = sum(amount) holds at every commit. Concurrency is Postgres's job:
+ * the conditional UPDATE takes the row lock and re-checks `balance >= n` against the latest
+ * version, so replicas can never overspend together.
+ */
+@Injectable()
+export class CreditsRepository {
+  constructor(private readonly db: DatabaseService) {}
+
+  /**
+   * Takes `amount` (> 0) from the balance only if the balance covers it, as one statement.
+   * Returns null when it does not. With an idempotency key already used, returns that row.
+   */
+  async debit(input: LedgerWriteInput): Promise<LedgerWrite | null> {
+    const key = input.idempotencyKey ?? null;
+    try {
+      const rows = await this.db.query<LedgerRow>(
+        `WITH held AS (
+           UPDATE user_credits SET balance = balance - $2::bigint, updated_at = now()
+           WHERE user_id = $1 AND balance >= $2::bigint
+           RETURNING balance
+         )
+         INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, request_id, description)
+         SELECT $1, $6, -$2::bigint, balance, $3, $4, $5 FROM held
+         RETURNING ${LEDGER_COLUMNS}`,
+        [
+          input.userId,
+          input.amount,
+          key,
+          input.requestId ?? null,
+          input.description ?? null,
+          input.eventType,
+        ],
+        'credits_debit',
+      );
+      if (rows.length > 0) return { entry: toEntry(rows[0]), replayed: false };
+    } catch (err) {
+      if (key === null || !isUniqueViolation(err, IDEMPOTENCY_CONSTRAINT)) throw err;
+    }
+    if (key === null) return null;
+    const existing = await this.findByKey(input.userId, key);
+    return existing ? { entry: existing, replayed: true } : null;
+  }
+
+  /**
+   * Adds `amount` (>= 0), creating the account row when the user has none yet. A repeated
+   * idempotency key writes nothing and returns the original row.
+   */
+  async credit(input: LedgerWriteInput): Promise<LedgerWrite> {
+    const key = input.idempotencyKey ?? null;
+    try {
+      const rows = await this.db.query<LedgerRow>(
+        `WITH acct AS (
+           INSERT INTO user_credits (user_id, balance) VALUES ($1, $2::bigint)
+           ON CONFLICT (user_id) DO UPDATE
+             SET balance = user_credits.balance + EXCLUDED.balance, updated_at = now()
+           RETURNING balance
+         )
+         INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, request_id, description)
+         SELECT $1, $6, $2::bigint, balance, $3, $4, $5 FROM acct
+         RETURNING ${LEDGER_COLUMNS}`,
+        [
+          input.userId,
+          input.amount,
+          key,
+          input.requestId ?? null,
+          input.description ?? null,
+          input.eventType,
+        ],
+        'credits_credit',
+      );
+      return { entry: toEntry(rows[0]), replayed: false };
+    } catch (err) {
+      if (key === null || !isUniqueViolation(err, IDEMPOTENCY_CONSTRAINT)) throw err;
+      // The statement failed as a whole: the balance did not move; the first write stands.
+      const existing = await this.findByKey(input.userId, key);
+      if (!existing) throw err;
+      return { entry: existing, replayed: true };
+    }
+  }
+
+  /**
+   * Closes the debit `reservationId`: `actual` is what the request finally costs (null = refund
+   * it all). Usage under the hold gives the difference back; usage over it takes the extra only
+   * as far as the balance goes (never below zero). Returns undefined when no such debit exists.
+   */
+  async closeReservation(
+    reservationId: string,
+    actual: number | null,
+    requestId: string | null,
+    description: string,
+  ): Promise<ClosedReservation | undefined> {
+    const key = closeKeyOf(reservationId);
+    let userId: string | undefined;
+    let reserved = 0;
+    try {
+      return await this.db.transaction(async (tx) => {
+        // Lock the account first: every ledger write for this user waits behind us from here.
+        const [held] = rowsOf<{ user_id: string; reserved: string; balance: string }>(
+          await tx.query(
+            `SELECT d.user_id, -d.amount AS reserved, uc.balance
+             FROM credit_ledger d JOIN user_credits uc ON uc.user_id = d.user_id
+             WHERE d.id = $1 AND d.event_type = 'debit'
+             FOR UPDATE OF uc`,
+            [reservationId],
+          ),
+        );
+        if (!held) return undefined;
+        userId = held.user_id;
+        reserved = Number(held.reserved);
+        const closed = await this.findByKey(held.user_id, key, tx);
+        if (closed) return { entry: closed, reserved, replayed: true };
+
+        const balance = Number(held.balance);
+        let delta: number;
+        if (actual === null) delta = reserved;
+        else if (actual <= reserved) delta = reserved - actual;
+        else delta = -Math.min(balance, actual - reserved);
+        const rows = rowsOf<LedgerRow>(
+          await tx.query(
+            `WITH acct AS (
+               UPDATE user_credits SET balance = balance + $2::bigint, updated_at = now()
+               WHERE user_id = $1
+               RETURNING balance
+             )
+             INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, request_id, description)
+             SELECT $1, $6, $2::bigint, balance, $3, $4, $5 FROM acct
+             RETURNING ${LEDGER_COLUMNS}`,
+            [
+              held.user_id,
+              delta,
+              key,
+              requestId,
+              description,
+              actual === null ? 'refund' : 'settle',
+            ],
+          ),
+        );
+        return { entry: toEntry(rows[0]), reserved, replayed: false };
+      }, 'credits_close');
+    } catch (err) {
+      if (userId === undefined || !isUniqueViolation(err, IDEMPOTENCY_CONSTRAINT)) throw err;
+      const closed = await this.findByKey(userId, key);
+      if (!closed) throw err;
+      return { entry: closed, reserved, replayed: true };
+    }
+  }
+
+  async findByKey(
+    userId: string,
+    key: string,
+    tx: Runner = this.db,
+  ): Promise<LedgerEntry | undefined> {
+    const rows = rowsOf<LedgerRow>(
+      await tx.query(
+        `SELECT ${LEDGER_COLUMNS} FROM credit_ledger WHERE user_id = $1 AND idempotency_key = $2`,
+        [userId, key],
+      ),
+    );
+    return rows[0] ? toEntry(rows[0]) : undefined;
+  }
+
+  /** The open debit of a request (for an operator's refund), newest first. */
+  async debitsOfRequest(requestId: string): Promise<LedgerEntry[]> {
+    const rows = await this.db.query<LedgerRow>(
+      `SELECT ${LEDGER_COLUMNS} FROM credit_ledger
+       WHERE request_id = $1 AND event_type = 'debit'
+       ORDER BY created_at DESC, id DESC`,
+      [requestId],
+    );
+    return rows.map(toEntry);
+  }
+
+  async findEntry(id: string): Promise<LedgerEntry | undefined> {
+    const rows = await this.db.query<LedgerRow>(
+      `SELECT ${LEDGER_COLUMNS} FROM credit_ledger WHERE id = $1`,
+      [id],
+    );
+    return rows[0] ? toEntry(rows[0]) : undefined;
+  }
+
+  async account(userId: string): Promise<CreditAccount | undefined> {
+    const rows = await this.db.query<{
+      balance: string;
+      base_quota: string;
+      billing_cycle_end: Date | null;
+    }>(
+      `SELECT balance, base_quota, billing_cycle_end FROM user_credits WHERE user_id = $1`,
+      [userId],
+      'credits_balance',
+    );
+    if (!rows[0]) return undefined;
+    return {
+      userId,
+      balance: Number(rows[0].balance),
+      baseQuota: Number(rows[0].base_quota),
+      billingCycleEnd: rows[0].billing_cycle_end,
+    };
+  }
+
+  /**
+   * Creates the account (or updates its base quota). A positive quota starts a monthly billing
+   * cycle; the balance itself only ever moves through ledger rows.
+   */
+  async upsertAccount(userId: string, baseQuota: number): Promise<void> {
+    await this.db.query(
+      `INSERT INTO user_credits (user_id, balance, base_quota, billing_cycle_end)
+       VALUES ($1, 0, $2::bigint, CASE WHEN $2::bigint > 0 THEN now() + interval '1 month' END)
+       ON CONFLICT (user_id) DO UPDATE SET
+         base_quota = EXCLUDED.base_quota,
+         billing_cycle_end = COALESCE(user_credits.billing_cycle_end, EXCLUDED.billing_cycle_end),
+         updated_at = now()`,
+      [userId, baseQuota],
+    );
+  }
+
+  async userExists(userId: string): Promise<boolean> {
+    const rows = await this.db.query(`SELECT 1 FROM users WHERE id = $1`, [userId]);
+    return rows.length > 0;
+  }
+
+  /** Newest first; `afterId` is the last row of the previous page (compared inside Postgres). */
+  async ledgerPage(userId: string, limit: number, afterId?: string): Promise<LedgerEntry[]> {
+    const params: unknown[] = [userId, limit];
+    let after = '';
+    if (afterId) {
+      params.push(afterId);
+      after = `AND (created_at, id) < (SELECT c.created_at, c.id FROM credit_ledger c WHERE c.id = $3 AND c.user_id = $1)`;
+    }
+    const rows = await this.db.query<LedgerRow>(
+      `SELECT ${LEDGER_COLUMNS} FROM credit_ledger
+       WHERE user_id = $1 ${after}
+       ORDER BY created_at DESC, id DESC
+       LIMIT $2`,
+      params,
+      'credits_ledger_page',
+    );
+    return rows.map(toEntry);
+  }
+
+  /**
+   * Sets balances back to the sum of their ledger (seed 004 "Fix Credit Discrepancies"). Finds
+   * candidates without locks, then fixes each under its row lock so a concurrent request cannot
+   * slip a ledger row between the sum and the update. A negative sum cannot be a balance: it
+   * is reported, not applied.
+   */
+  async recalculate(
+    userId?: string,
+  ): Promise<{ changed: BalanceChange[]; unfixable: { userId: string; ledgerSum: number }[] }> {
+    const filter = userId ? 'AND u.user_id = $1' : '';
+    const params = userId ? [userId] : [];
+    const candidates = await this.db.query<{ user_id: string }>(
+      `SELECT u.user_id FROM (
+         SELECT uc.user_id, uc.balance, COALESCE(s.total, 0) AS total
+         FROM user_credits uc
+         LEFT JOIN (SELECT user_id, SUM(amount) AS total FROM credit_ledger GROUP BY user_id) s
+           ON s.user_id = uc.user_id
+         UNION ALL
+         SELECT l.user_id, NULL, SUM(l.amount) FROM credit_ledger l
+         WHERE NOT EXISTS (SELECT 1 FROM user_credits uc WHERE uc.user_id = l.user_id)
+         GROUP BY l.user_id
+       ) u
+       WHERE u.balance IS DISTINCT FROM u.total ${filter}`,
+      params,
+    );
+    const changed: BalanceChange[] = [];
+    const unfixable: { userId: string; ledgerSum: number }[] = [];
+    for (const { user_id } of candidates) {
+      await this.db.transaction(async (tx) => {
+        await tx.query(
+          `INSERT INTO user_credits (user_id, balance) VALUES ($1, 0) ON CONFLICT (user_id) DO NOTHING`,
+          [user_id],
+        );
+        const [acct] = rowsOf<{ balance: string }>(
+          await tx.query(`SELECT balance FROM user_credits WHERE user_id = $1 FOR UPDATE`, [
+            user_id,
+          ]),
+        );
+        const [sum] = rowsOf<{ total: string }>(
+          await tx.query(
+            `SELECT COALESCE(SUM(amount), 0) AS total FROM credit_ledger WHERE user_id = $1`,
+            [user_id],
+          ),
+        );
+        const oldBalance = Number(acct.balance);
+        const total = Number(sum.total);
+        if (oldBalance === total) return;
+        if (total < 0) {
+          unfixable.push({ userId: user_id, ledgerSum: total });
+          return;
+        }
+        await tx.query(
+          `UPDATE user_credits SET balance = $2::bigint, updated_at = now() WHERE user_id = $1`,
+          [user_id, total],
+        );
+        changed.push({ userId: user_id, oldBalance, newBalance: total });
+      }, 'credits_recalculate');
+    }
+    return { changed, unfixable };
+  }
+
+  /** Everything that should be empty on a healthy system (GET /admin/credits/audit). */
+  async audit(openReservationMinutes: number, limit = 1000): Promise<CreditAudit> {
+    const mismatches = await this.db.query<{ user_id: string; balance: string; total: string }>(
+      `SELECT uc.user_id, uc.balance, COALESCE(s.total, 0) AS total
+       FROM user_credits uc
+       LEFT JOIN (SELECT user_id, SUM(amount) AS total FROM credit_ledger GROUP BY user_id) s
+         ON s.user_id = uc.user_id
+       WHERE uc.balance <> COALESCE(s.total, 0)
+       ORDER BY uc.user_id LIMIT $1`,
+      [limit],
+    );
+    const negatives = await this.db.query<{ user_id: string; balance: string }>(
+      `SELECT user_id, balance FROM user_credits WHERE balance < 0 ORDER BY user_id LIMIT $1`,
+      [limit],
+    );
+    const negativeRows = await this.db.query<{
+      id: string;
+      user_id: string;
+      balance_after: string;
+    }>(`SELECT id, user_id, balance_after FROM credit_ledger WHERE balance_after < 0 LIMIT $1`, [
+      limit,
+    ]);
+    const duplicates = await this.db.query<{
+      user_id: string;
+      idempotency_key: string;
+      count: string;
+    }>(
+      `SELECT user_id, idempotency_key, COUNT(*) AS count FROM credit_ledger
+       WHERE idempotency_key IS NOT NULL
+       GROUP BY user_id, idempotency_key HAVING COUNT(*) > 1
+       ORDER BY user_id LIMIT $1`,
+      [limit],
+    );
+    const open = await this.db.query<LedgerRow>(
+      `SELECT ${LEDGER_COLUMNS} FROM credit_ledger d
+       WHERE d.event_type = 'debit'
+         AND d.created_at < now() - make_interval(mins => $1::int)
+         AND NOT EXISTS (
+           SELECT 1 FROM credit_ledger c
+           WHERE c.user_id = d.user_id AND c.idempotency_key = 'close:' || d.id::text)
+       ORDER BY d.created_at LIMIT $2`,
+      [openReservationMinutes, limit],
+    );
+    const result: CreditAudit = {
+      balance_mismatches: mismatches.map((r) => ({
+        user_id: r.user_id,
+        balance: Number(r.balance),
+        ledger_sum: Number(r.total),
+      })),
+      negative_balances: negatives.map((r) => ({ user_id: r.user_id, balance: Number(r.balance) })),
+      negative_ledger_rows: negativeRows.map((r) => ({
+        id: r.id,
+        user_id: r.user_id,
+        balance_after: Number(r.balance_after),
+      })),
+      duplicate_idempotency_keys: duplicates.map((r) => ({
+        user_id: r.user_id,
+        idempotency_key: r.idempotency_key,
+        count: Number(r.count),
+      })),
+      open_reservations: open.map((r) => ({
+        reservation_id: r.id,
+        user_id: r.user_id,
+        amount: -Number(r.amount),
+        request_id: r.request_id,
+        created_at: r.created_at.toISOString(),
+      })),
+      healthy: false,
+    };
+    result.healthy =
+      result.balance_mismatches.length === 0 &&
+      result.negative_balances.length === 0 &&
+      result.negative_ledger_rows.length === 0 &&
+      result.duplicate_idempotency_keys.length === 0 &&
+      result.open_reservations.length === 0;
+    return result;
+  }
+
+  /**
+   * Resets every account whose billing cycle has ended to its base quota (one `cycle_reset` row
+   * per user and cycle, keyed by the cycle's end so a second run is a no-op) and moves the
+   * cycle end forward by whole months. Without `userId` it is the scheduler's round: only the
+   * replica holding the advisory lock works; the others return at once.
+   */
+  async resetDueCycles(userId?: string): Promise<LedgerEntry[]> {
+    return this.db.transaction(async (tx) => {
+      if (!userId) {
+        const [lock] = rowsOf<{ locked: boolean }>(
+          await tx.query(`SELECT pg_try_advisory_xact_lock($1) AS locked`, [CYCLE_RESET_LOCK]),
+        );
+        if (!lock.locked) return [];
+        // Accounts given a quota by a direct write (user creation) start their cycle now.
+        await tx.query(
+          `UPDATE user_credits SET billing_cycle_end = now() + interval '1 month', updated_at = now()
+           WHERE billing_cycle_end IS NULL AND base_quota > 0`,
+        );
+      }
+      const due = rowsOf<{
+        user_id: string;
+        balance: string;
+        base_quota: string;
+        reset_key: string;
+      }>(
+        await tx.query(
+          `SELECT user_id, balance, base_quota,
+             'cycle_reset:' || to_char(billing_cycle_end AT TIME ZONE 'UTC',
+               'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS reset_key
+           FROM user_credits
+           WHERE billing_cycle_end IS NOT NULL AND billing_cycle_end <= now()
+             ${userId ? 'AND user_id = $2' : ''}
+           ORDER BY billing_cycle_end
+           LIMIT $1
+           FOR UPDATE SKIP LOCKED`,
+          userId ? [CYCLE_RESET_BATCH, userId] : [CYCLE_RESET_BATCH],
+        ),
+      );
+      const written: LedgerEntry[] = [];
+      for (const row of due) {
+        const delta = Number(row.base_quota) - Number(row.balance);
+        // Whole months from the old end (anchored, so Jan 31 does not drift to the 28th).
+        const rows = rowsOf<LedgerRow>(
+          await tx.query(
+            `WITH acct AS (
+               UPDATE user_credits uc SET
+                 balance = uc.base_quota,
+                 billing_cycle_end = (
+                   SELECT uc.billing_cycle_end + make_interval(months => k)
+                   FROM generate_series(1, 1200) AS k
+                   WHERE uc.billing_cycle_end + make_interval(months => k) > now()
+                   ORDER BY k LIMIT 1),
+                 updated_at = now()
+               WHERE uc.user_id = $1
+               RETURNING uc.balance
+             )
+             INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, description)
+             SELECT $1, 'cycle_reset', $2::bigint, balance, $3, 'Billing cycle reset to base quota' FROM acct
+             RETURNING ${LEDGER_COLUMNS}`,
+            [row.user_id, delta, row.reset_key],
+          ),
+        );
+        written.push(toEntry(rows[0]));
+      }
+      return written;
+    }, 'credits_cycle_reset');
+  }
+}

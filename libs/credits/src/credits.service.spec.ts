@@ -1,0 +1,465 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import fc from 'fast-check';
+import { Client } from 'pg';
+import pino from 'pino';
+import { register } from 'prom-client';
+import { AppConfig, loadConfig } from '@app/config';
+import { DatabaseService } from '@app/database';
+import { ApiError } from '@app/observability';
+import { RedisService } from '@app/redis';
+import { testEnv, withDatabase } from '../../../test/support/test-env';
+import { CreditsRepository } from './credits.repository';
+import { CreditsService } from './credits.service';
+import { Reservation } from './credits.types';
+import { PricingRepository } from './pricing.repository';
+import { PricingService } from './pricing.service';
+
+/** A fresh database cloned from the migrated template, with the credit services on top. */
+async function setup() {
+  const name = `sy_credits_${randomBytes(5).toString('hex')}`;
+  const admin = new Client({ connectionString: testEnv.adminDatabaseUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name} TEMPLATE ${testEnv.templateDatabase}`);
+  await admin.end();
+  const url = withDatabase(testEnv.adminDatabaseUrl, name);
+  const dir = mkdtempSync(path.join(tmpdir(), 'sy-credits-'));
+  const providersFile = path.join(dir, 'providers.yaml');
+  writeFileSync(
+    providersFile,
+    'pricing:\n  - { model: chat-model, per_request: 1, per_1k_prompt_tokens: 1, per_1k_completion_tokens: 2 }\n',
+  );
+  const config: AppConfig = loadConfig({
+    NODE_ENV: 'test',
+    DATABASE_URL: url,
+    PROVIDERS_FILE: providersFile,
+    DB_POOL_MAX_SIZE: '30',
+  });
+  config.backgroundTasks = false;
+  const logger = pino({ level: 'silent' });
+  const db = new DatabaseService(config, logger);
+  await db.connect();
+  const redis = new RedisService(config, logger);
+  const pricing = new PricingService(config, logger, new PricingRepository(db), redis);
+  await pricing.onModuleInit();
+  const repository = new CreditsRepository(db);
+  const credits = new CreditsService(config, logger, repository, pricing);
+  const pg = new Client({ connectionString: url });
+  await pg.connect();
+
+  const newUser = async (balance = 0): Promise<string> => {
+    const id = randomUUID();
+    await pg.query(`INSERT INTO users (id, username) VALUES ($1, $2)`, [id, `u-${id}`]);
+    if (balance > 0) await credits.grant(id, balance, 'test funds', `seed-${id}`);
+    return id;
+  };
+  /** balance and sum(ledger) straight from SQL. */
+  const books = async (userId: string) => {
+    const { rows } = await pg.query(
+      `SELECT (SELECT balance FROM user_credits WHERE user_id = $1) AS balance,
+              (SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE user_id = $1) AS sum,
+              (SELECT COUNT(*) FROM credit_ledger WHERE user_id = $1) AS rows`,
+      [userId],
+    );
+    return {
+      balance: Number(rows[0].balance ?? 0),
+      sum: Number(rows[0].sum),
+      rows: Number(rows[0].rows),
+    };
+  };
+  const close = async () => {
+    await pg.end();
+    await db.onApplicationShutdown();
+    await redis.onApplicationShutdown();
+    const a = new Client({ connectionString: testEnv.adminDatabaseUrl });
+    await a.connect();
+    await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await a.end();
+  };
+  return { credits, pricing, repository, pg, newUser, books, close };
+}
+
+type Ctx = Awaited<ReturnType<typeof setup>>;
+
+async function apiError(promise: Promise<unknown>): Promise<ApiError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof ApiError) return err;
+    throw err;
+  }
+  throw new Error('expected an ApiError');
+}
+
+async function metricValue(name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = register.getSingleMetric(name);
+  if (!metric) return 0;
+  const data = await metric.get();
+  return data.values
+    .filter((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
+describe('CreditsService against Postgres', () => {
+  let ctx: Ctx;
+  beforeAll(async () => {
+    ctx = await setup();
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('reserves atomically: one debit row whose balance_after is the new balance', async () => {
+    const user = await ctx.newUser(100);
+    const r = await ctx.credits.reserve({ userId: user, amount: 30, requestId: 'req-1' });
+    expect(r).toMatchObject({ userId: user, amount: 30, requestId: 'req-1', balance: 70 });
+    expect(r.id).toEqual(expect.any(String));
+    expect(await ctx.books(user)).toEqual({ balance: 70, sum: 70, rows: 2 });
+  });
+
+  it('refuses a reservation the balance cannot cover with 402 and writes nothing', async () => {
+    const user = await ctx.newUser(10);
+    const before = await metricValue('gateway_credit_failures_total', {
+      reason: 'insufficient_credits',
+    });
+    const err = await apiError(ctx.credits.reserve({ userId: user, amount: 11 }));
+    expect(err.status).toBe(402);
+    expect(err.type).toBe('insufficient_credits');
+    expect(err.code).toBe('insufficient_credits');
+    expect(err.message).toContain('balance is 10');
+    expect(await ctx.books(user)).toEqual({ balance: 10, sum: 10, rows: 1 });
+    expect(
+      await metricValue('gateway_credit_failures_total', { reason: 'insufficient_credits' }),
+    ).toBe(before + 1);
+  });
+
+  it('treats a user without an account as a zero balance', async () => {
+    const user = await ctx.newUser(0);
+    expect((await apiError(ctx.credits.reserve({ userId: user, amount: 1 }))).status).toBe(402);
+    expect(await ctx.credits.balance(user)).toMatchObject({ balance: 0, baseQuota: 0 });
+  });
+
+  it('holds nothing for a free request', async () => {
+    const user = await ctx.newUser(5);
+    const r = await ctx.credits.reserve({ userId: user, amount: 0 });
+    expect(r.id).toBeNull();
+    expect(await ctx.credits.settle(r, 0)).toMatchObject({ charged: 0 });
+    expect(await ctx.books(user)).toEqual({ balance: 5, sum: 5, rows: 1 });
+  });
+
+  it('lets exactly k of N concurrent reservations through when the balance covers k', async () => {
+    const user = await ctx.newUser(100);
+    const results = await Promise.allSettled(
+      Array.from({ length: 25 }, (_, i) =>
+        ctx.credits.reserve({ userId: user, amount: 10, requestId: `par-${i}` }),
+      ),
+    );
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter(
+      (r) => r.status === 'rejected' && (r.reason as ApiError).status === 402,
+    );
+    expect(ok).toHaveLength(10);
+    expect(refused).toHaveLength(15);
+    expect(await ctx.books(user)).toEqual({ balance: 0, sum: 0, rows: 11 });
+  });
+
+  it('settles to usage: refunds the unused part as one settle row and counts what was spent', async () => {
+    const user = await ctx.newUser(100);
+    const spentBefore = await metricValue('gateway_credits_spent_total');
+    const r = await ctx.credits.reserve({ userId: user, amount: 40 });
+    const closed = await ctx.credits.settle(r, 12);
+    expect(closed).toEqual({ charged: 12, returned: 28, balance: 88, alreadyClosed: false });
+    expect(await ctx.books(user)).toEqual({ balance: 88, sum: 88, rows: 3 });
+    expect(await metricValue('gateway_credits_spent_total')).toBe(spentBefore + 12);
+    const { rows } = await ctx.pg.query(
+      `SELECT event_type, amount FROM credit_ledger WHERE user_id = $1 ORDER BY created_at`,
+      [user],
+    );
+    expect(rows.map((row) => [row.event_type, Number(row.amount)])).toEqual([
+      ['grant', 100],
+      ['debit', -40],
+      ['settle', 28],
+    ]);
+  });
+
+  it('charges usage beyond the hold only as far as the balance goes', async () => {
+    const user = await ctx.newUser(50);
+    const r = await ctx.credits.reserve({ userId: user, amount: 40 });
+    expect(await ctx.credits.settle(r, 45)).toMatchObject({ charged: 45, balance: 5 });
+    const r2 = await ctx.credits.reserve({ userId: user, amount: 5 });
+    expect(await ctx.credits.settle(r2, 500)).toMatchObject({ charged: 5, balance: 0 });
+    expect(await ctx.books(user)).toEqual({ balance: 0, sum: 0, rows: 5 });
+  });
+
+  it('refunds a reservation in full, once: settle or refund after it changes nothing', async () => {
+    const user = await ctx.newUser(20);
+    const r = await ctx.credits.reserve({ userId: user, amount: 15 });
+    expect(await ctx.credits.refund(r, 'upstream 500')).toMatchObject({
+      charged: 0,
+      returned: 15,
+      balance: 20,
+      alreadyClosed: false,
+    });
+    expect(await ctx.credits.refund(r, 'again')).toMatchObject({ alreadyClosed: true });
+    expect(await ctx.credits.settle(r, 3)).toMatchObject({ alreadyClosed: true, charged: 0 });
+    expect(await ctx.books(user)).toEqual({ balance: 20, sum: 20, rows: 3 });
+  });
+
+  it('closes a reservation exactly once when settle and refund race', async () => {
+    const user = await ctx.newUser(100);
+    for (let round = 0; round < 5; round++) {
+      const r = await ctx.credits.reserve({ userId: user, amount: 10 });
+      const results = await Promise.all([
+        ctx.credits.settle(r, 4),
+        ctx.credits.refund(r, 'timeout'),
+        ctx.credits.settle(r, 4),
+      ]);
+      expect(results.filter((c) => c && !c.alreadyClosed)).toHaveLength(1);
+    }
+    const books = await ctx.books(user);
+    expect(books.balance).toBe(books.sum);
+    expect(books.rows).toBe(1 + 5 * 2);
+  });
+
+  it('makes a reservation with an idempotency key happen once', async () => {
+    const user = await ctx.newUser(100);
+    const [a, b] = await Promise.all([
+      ctx.credits.reserve({ userId: user, amount: 30, idempotencyKey: 'k1' }),
+      ctx.credits.reserve({ userId: user, amount: 30, idempotencyKey: 'k1' }),
+    ]);
+    expect(a.id).toBe(b.id);
+    expect(await ctx.books(user)).toEqual({ balance: 70, sum: 70, rows: 2 });
+  });
+
+  it('grants idempotently: a retry returns the original, a different amount is a 409', async () => {
+    const user = await ctx.newUser(0);
+    const writes = await Promise.all(
+      Array.from({ length: 6 }, () => ctx.credits.grant(user, 500, 'promo', 'grant-1')),
+    );
+    expect(writes.filter((w) => !w.replayed)).toHaveLength(1);
+    expect(new Set(writes.map((w) => w.entry.id)).size).toBe(1);
+    expect(await ctx.books(user)).toEqual({ balance: 500, sum: 500, rows: 1 });
+    const conflict = await apiError(ctx.credits.grant(user, 501, 'promo', 'grant-1'));
+    expect(conflict.status).toBe(409);
+    expect(conflict.code).toBe('idempotency_conflict');
+  });
+
+  it('answers 404 for a grant to an unknown user and 400 for a bad amount', async () => {
+    expect((await apiError(ctx.credits.grant(randomUUID(), 5, 'x'))).status).toBe(404);
+    const user = await ctx.newUser(0);
+    expect((await apiError(ctx.credits.grant(user, 0, 'x'))).status).toBe(400);
+    expect((await apiError(ctx.credits.grant(user, 1.5, 'x'))).status).toBe(400);
+  });
+
+  it('adjusts down but never below zero', async () => {
+    const user = await ctx.newUser(30);
+    expect((await ctx.credits.adminAdjust(user, -20, 'correction')).entry).toMatchObject({
+      eventType: 'admin_adjustment',
+      amount: -20,
+      balanceAfter: 10,
+    });
+    const err = await apiError(ctx.credits.adminAdjust(user, -11, 'too much'));
+    expect(err).toMatchObject({ status: 400, code: 'balance_would_be_negative' });
+    expect((await ctx.credits.adminAdjust(user, 5, 'back')).entry.balanceAfter).toBe(15);
+    expect(await ctx.books(user)).toEqual({ balance: 15, sum: 15, rows: 3 });
+  });
+
+  it('opens an account with its base quota granted once and a billing cycle', async () => {
+    const user = await ctx.newUser(0);
+    await ctx.credits.openAccount(user, 250);
+    await ctx.credits.openAccount(user, 250);
+    const account = await ctx.credits.balance(user);
+    expect(account).toMatchObject({ balance: 250, baseQuota: 250 });
+    expect(account.billingCycleEnd!.getTime()).toBeGreaterThan(Date.now() + 27 * 86400_000);
+    expect(await ctx.books(user)).toEqual({ balance: 250, sum: 250, rows: 1 });
+  });
+
+  it('resets a due billing cycle to the base quota once and moves the cycle forward', async () => {
+    const user = await ctx.newUser(0);
+    await ctx.credits.openAccount(user, 100);
+    const r = await ctx.credits.reserve({ userId: user, amount: 70 });
+    await ctx.credits.settle(r, 70);
+    await ctx.pg.query(
+      `UPDATE user_credits SET billing_cycle_end = now() - interval '40 days' WHERE user_id = $1`,
+      [user],
+    );
+    const first = await ctx.credits.cycleReset(user);
+    expect(first).toHaveLength(1);
+    expect(first[0]).toMatchObject({ eventType: 'cycle_reset', amount: 70, balanceAfter: 100 });
+    expect(await ctx.credits.cycleReset(user)).toHaveLength(0);
+    const account = await ctx.credits.balance(user);
+    expect(account.balance).toBe(100);
+    expect(account.billingCycleEnd!.getTime()).toBeGreaterThan(Date.now());
+    expect(account.billingCycleEnd!.getTime()).toBeLessThan(Date.now() + 32 * 86400_000);
+    expect((await ctx.books(user)).sum).toBe(100);
+  });
+
+  it('resets down to the base quota as well (unused quota does not roll over)', async () => {
+    const user = await ctx.newUser(0);
+    await ctx.credits.openAccount(user, 100);
+    await ctx.credits.grant(user, 50, 'bonus');
+    await ctx.pg.query(
+      `UPDATE user_credits SET billing_cycle_end = now() - interval '1 minute' WHERE user_id = $1`,
+      [user],
+    );
+    const [entry] = await ctx.credits.cycleReset(user);
+    expect(entry).toMatchObject({ amount: -50, balanceAfter: 100 });
+  });
+
+  it('finds a hand-corrupted balance in the audit, and recalculate puts it back', async () => {
+    const user = await ctx.newUser(100);
+    await ctx.pg.query(`UPDATE user_credits SET balance = 12345 WHERE user_id = $1`, [user]);
+    const audit = await ctx.credits.audit();
+    expect(audit.healthy).toBe(false);
+    expect(audit.balance_mismatches).toContainEqual({
+      user_id: user,
+      balance: 12345,
+      ledger_sum: 100,
+    });
+    const result = await ctx.credits.recalculate(user);
+    expect(result.changed).toEqual([{ userId: user, oldBalance: 12345, newBalance: 100 }]);
+    expect(await ctx.credits.recalculate(user)).toEqual({ changed: [], unfixable: [] });
+    expect((await ctx.credits.audit()).balance_mismatches).toEqual([]);
+  });
+
+  it('reports a reservation left open for over an hour, and refunds it by request id', async () => {
+    const user = await ctx.newUser(100);
+    const r = await ctx.credits.reserve({ userId: user, amount: 25, requestId: 'lost-req' });
+    await ctx.pg.query(
+      `UPDATE credit_ledger SET created_at = now() - interval '2 hours' WHERE id = $1`,
+      [r.id],
+    );
+    const audit = await ctx.credits.audit();
+    expect(audit.open_reservations).toContainEqual(
+      expect.objectContaining({ reservation_id: r.id, user_id: user, amount: 25 }),
+    );
+    expect(await ctx.credits.refundRequest('lost-req', 'operator')).toEqual([
+      { reservation_id: r.id, refunded: 25, already_closed: false },
+    ]);
+    expect(await ctx.credits.refundRequest('lost-req', 'operator')).toEqual([
+      { reservation_id: r.id, refunded: 0, already_closed: true },
+    ]);
+    expect((await ctx.credits.audit()).open_reservations).toEqual([]);
+    expect((await apiError(ctx.credits.refundRequest('nope', 'x'))).status).toBe(404);
+    expect(await ctx.books(user)).toEqual({ balance: 100, sum: 100, rows: 3 });
+  });
+
+  it('pages the ledger newest first with a cursor', async () => {
+    const user = await ctx.newUser(0);
+    for (let i = 1; i <= 5; i++) await ctx.credits.grant(user, i, `g${i}`);
+    const first = await ctx.credits.ledger(user, 3);
+    expect(first.map((e) => e.amount)).toEqual([5, 4, 3]);
+    const second = await ctx.credits.ledger(user, 3, first[2].id);
+    expect(second.map((e) => e.amount)).toEqual([2, 1]);
+  });
+
+  /**
+   * Random sequences of grants, reservations, settles, refunds, upstream failures and requests
+   * left open, checked against a trivial model after every step: balance >= 0 and
+   * balance = sum(ledger) always, and the balance is exactly what the model says.
+   */
+  it('keeps balance >= 0 and balance = sum(ledger) through random operation sequences', async () => {
+    type Op =
+      | { kind: 'grant'; amount: number }
+      | { kind: 'reserve'; amount: number }
+      | { kind: 'settle'; index: number; actual: number }
+      | { kind: 'refund'; index: number }
+      | { kind: 'adjust'; amount: number };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      {
+        weight: 2,
+        arbitrary: fc.record({
+          kind: fc.constant('grant' as const),
+          amount: fc.integer({ min: 1, max: 200 }),
+        }),
+      },
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          kind: fc.constant('reserve' as const),
+          amount: fc.integer({ min: 0, max: 120 }),
+        }),
+      },
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          kind: fc.constant('settle' as const),
+          index: fc.nat(),
+          actual: fc.integer({ min: 0, max: 250 }),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({ kind: fc.constant('refund' as const), index: fc.nat() }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant('adjust' as const),
+          amount: fc.integer({ min: -100, max: 100 }).filter((n) => n !== 0),
+        }),
+      },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 40, size: 'max' }), async (ops) => {
+        const user = await ctx.newUser(0);
+        let expected = 0;
+        const open: { reservation: Reservation; closed: boolean }[] = [];
+        for (const o of ops) {
+          if (o.kind === 'grant') {
+            await ctx.credits.grant(user, o.amount, 'prop');
+            expected += o.amount;
+          } else if (o.kind === 'adjust') {
+            if (expected + o.amount >= 0) {
+              await ctx.credits.adminAdjust(user, o.amount, 'prop');
+              expected += o.amount;
+            } else {
+              expect((await apiError(ctx.credits.adminAdjust(user, o.amount, 'prop'))).status).toBe(
+                400,
+              );
+            }
+          } else if (o.kind === 'reserve') {
+            if (o.amount <= expected) {
+              const reservation = await ctx.credits.reserve({ userId: user, amount: o.amount });
+              expected -= o.amount;
+              open.push({ reservation, closed: false });
+            } else {
+              expect(
+                (await apiError(ctx.credits.reserve({ userId: user, amount: o.amount }))).status,
+              ).toBe(402);
+            }
+          } else {
+            // Mostly close a reservation still open; sometimes repeat a close (a retry).
+            const pending = open.filter((slot) => !slot.closed);
+            const pool = pending.length > 0 && o.index % 5 !== 0 ? pending : open;
+            if (pool.length === 0) continue;
+            const slot = pool[o.index % pool.length];
+            const held = slot.reservation.amount;
+            const result =
+              o.kind === 'settle'
+                ? await ctx.credits.settle(slot.reservation, o.actual)
+                : await ctx.credits.refund(slot.reservation, 'upstream failure');
+            if (slot.reservation.id !== null && !slot.closed) {
+              if (o.kind === 'refund') expected += held;
+              else if (o.actual <= held) expected += held - o.actual;
+              else expected -= Math.min(expected, o.actual - held);
+            }
+            if (slot.reservation.id !== null) expect(result!.alreadyClosed).toBe(slot.closed);
+            slot.closed = true;
+          }
+          const books = await ctx.books(user);
+          expect(books.balance).toBeGreaterThanOrEqual(0);
+          expect(books.balance).toBe(books.sum);
+          expect(books.balance).toBe(expected);
+        }
+      }),
+      { numRuns: 60 },
+    );
+    const audit = await ctx.credits.audit();
+    expect(audit.balance_mismatches).toEqual([]);
+    expect(audit.negative_balances).toEqual([]);
+    expect(audit.duplicate_idempotency_keys).toEqual([]);
+  });
+});

@@ -1,0 +1,389 @@
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  OnApplicationShutdown,
+  OnModuleInit,
+} from '@nestjs/common';
+import type { Logger } from 'pino';
+import { APP_CONFIG, AppConfig } from '@app/config';
+import { ApiError, LOGGER } from '@app/observability';
+import {
+  idempotencyConflict,
+  insufficientCredits,
+  isForeignKeyViolation,
+  userNotFound,
+} from './credits.errors';
+import { creditFailures, creditsSpent } from './credits.metrics';
+import { CreditsRepository } from './credits.repository';
+import {
+  BalanceChange,
+  CreditAccount,
+  CreditAudit,
+  LedgerEntry,
+  LedgerWrite,
+  Reservation,
+  ReservationClose,
+} from './credits.types';
+import { BillableKind, PricingService } from './pricing.service';
+
+/** A debit with no settle or refund after this long shows up in the audit. */
+export const OPEN_RESERVATION_MINUTES = 60;
+const CLOSE_RETRY_MS = 5_000;
+const MAX_PENDING_CLOSES = 10_000;
+
+export interface ReserveInput {
+  userId: string;
+  amount: number;
+  requestId?: string | null;
+  /** Makes the hold itself idempotent: a repeat returns the first reservation. */
+  idempotencyKey?: string;
+  description?: string;
+}
+
+interface PendingClose {
+  reservation: Reservation;
+  actual: number | null;
+  description: string;
+}
+
+function assertAmount(amount: number, param = 'amount'): void {
+  if (!Number.isSafeInteger(amount))
+    throw ApiError.badRequest(`${param} must be a whole number of credits`, param);
+}
+
+/**
+ * The credit rules the rest of the gateway calls. A billable request reserves its maximum
+ * price before any upstream call (402 when the balance cannot cover it), then either settles to
+ * what it really used or is refunded. All atomicity lives in Postgres (see CreditsRepository),
+ * so the rules hold across replicas.
+ */
+@Injectable()
+export class CreditsService
+  implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown
+{
+  /** Closes that failed (database away) and are retried; closes are idempotent, so retrying is safe. */
+  private readonly pendingCloses = new Map<string, PendingClose>();
+  private retryTimer?: NodeJS.Timeout;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly repository: CreditsRepository,
+    private readonly pricing: PricingService,
+  ) {}
+
+  onModuleInit(): void {
+    if (!this.config.backgroundTasks) return;
+    this.retryTimer = setInterval(() => void this.retryPendingCloses(), CLOSE_RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.retryPendingCloses();
+  }
+
+  onApplicationShutdown(): void {
+    if (this.retryTimer) clearInterval(this.retryTimer);
+  }
+
+  // ---- the generation pipeline -------------------------------------------------------------
+
+  /**
+   * Holds `amount` credits for one request, atomically and never below zero; throws 402
+   * insufficient_credits when the balance cannot cover it. An amount of 0 (a free model) holds
+   * nothing and writes nothing.
+   */
+  async reserve(input: ReserveInput): Promise<Reservation> {
+    assertAmount(input.amount);
+    const requestId = input.requestId ?? null;
+    if (input.amount <= 0)
+      return { id: null, userId: input.userId, amount: 0, requestId, balance: null };
+    let write: LedgerWrite | null;
+    try {
+      write = await this.repository.debit({
+        userId: input.userId,
+        amount: input.amount,
+        eventType: 'debit',
+        idempotencyKey: input.idempotencyKey ? `reserve:${input.idempotencyKey}` : null,
+        requestId,
+        description: input.description ?? 'Reservation',
+      });
+    } catch (err) {
+      creditFailures.inc({ reason: 'reserve_error' });
+      throw err;
+    }
+    if (!write) {
+      creditFailures.inc({ reason: 'insufficient_credits' });
+      const account = await this.repository.account(input.userId);
+      throw insufficientCredits(input.amount, account?.balance ?? 0);
+    }
+    return {
+      id: write.entry.id,
+      userId: input.userId,
+      amount: -write.entry.amount,
+      requestId: write.entry.requestId,
+      balance: write.entry.balanceAfter,
+    };
+  }
+
+  /** Reserves the maximum price of a chat or image request for `model` (free models: nothing). */
+  async reserveFor(input: {
+    userId: string;
+    model: string;
+    kind: BillableKind;
+    body: Record<string, unknown>;
+    requestId?: string | null;
+    idempotencyKey?: string;
+  }): Promise<Reservation> {
+    const amount = this.pricing.maxPriceOf(input.model, input.kind, input.body);
+    return this.reserve({
+      userId: input.userId,
+      amount,
+      requestId: input.requestId,
+      idempotencyKey: input.idempotencyKey,
+      description: `Reservation for ${input.model}`,
+    });
+  }
+
+  /**
+   * Settles a reservation to what the request really cost: the unused part comes back as one
+   * `settle` row; usage beyond the hold is taken as far as the balance goes. Never throws (the
+   * response is already on its way): a database failure is logged, counted and retried.
+   */
+  async settle(reservation: Reservation, actualAmount: number): Promise<ReservationClose | null> {
+    const actual = Math.max(0, Math.ceil(Number.isFinite(actualAmount) ? actualAmount : 0));
+    return this.close(reservation, actual, 'Settled to usage');
+  }
+
+  /** Gives a whole reservation back (upstream failure, timeout, cancelled job). Never throws. */
+  async refund(reservation: Reservation, reason: string): Promise<ReservationClose | null> {
+    return this.close(reservation, null, `Refund: ${reason}`.slice(0, 500));
+  }
+
+  private async close(
+    reservation: Reservation,
+    actual: number | null,
+    description: string,
+  ): Promise<ReservationClose | null> {
+    if (reservation.id === null)
+      return { charged: 0, returned: 0, balance: null, alreadyClosed: false };
+    try {
+      return await this.closeNow(reservation, actual, description);
+    } catch (err) {
+      const reason = actual === null ? 'refund_error' : 'settle_error';
+      creditFailures.inc({ reason });
+      this.logger.error(
+        { err: (err as Error).message, reservation_id: reservation.id },
+        `credit ${actual === null ? 'refund' : 'settle'} failed; will retry`,
+      );
+      if (this.pendingCloses.size < MAX_PENDING_CLOSES)
+        this.pendingCloses.set(reservation.id, { reservation, actual, description });
+      return null;
+    }
+  }
+
+  private async closeNow(
+    reservation: Reservation,
+    actual: number | null,
+    description: string,
+  ): Promise<ReservationClose> {
+    const closed = await this.repository.closeReservation(
+      reservation.id!,
+      actual,
+      reservation.requestId,
+      description,
+    );
+    if (!closed) throw new Error(`reservation ${reservation.id} not found`);
+    const returned = closed.entry.amount;
+    const charged = closed.reserved - returned;
+    if (!closed.replayed && charged > 0) creditsSpent.inc(charged);
+    return {
+      charged,
+      returned,
+      balance: closed.entry.balanceAfter,
+      alreadyClosed: closed.replayed,
+    };
+  }
+
+  private async retryPendingCloses(): Promise<void> {
+    for (const [id, pending] of [...this.pendingCloses]) {
+      try {
+        await this.closeNow(pending.reservation, pending.actual, pending.description);
+        this.pendingCloses.delete(id);
+        this.logger.info({ reservation_id: id }, 'credit close retried successfully');
+      } catch {
+        return; // still failing: try again on the next tick
+      }
+    }
+  }
+
+  /** What a usage of `model` costs (for settle). */
+  priceOf(model: string, usage: Parameters<PricingService['priceOf']>[1]): number {
+    return this.pricing.priceOf(model, usage);
+  }
+
+  // ---- accounts ------------------------------------------------------------------------------
+
+  async balance(userId: string): Promise<CreditAccount> {
+    return (
+      (await this.repository.account(userId)) ?? {
+        userId,
+        balance: 0,
+        baseQuota: 0,
+        billingCycleEnd: null,
+      }
+    );
+  }
+
+  async ledger(userId: string, limit: number, afterId?: string): Promise<LedgerEntry[]> {
+    return this.repository.ledgerPage(userId, limit, afterId);
+  }
+
+  /**
+   * Creates a user's account with its base quota and grants that quota once (keyed, so a
+   * repeated call grants nothing). A positive quota starts a monthly billing cycle.
+   */
+  async openAccount(userId: string, baseQuota: number): Promise<void> {
+    assertAmount(baseQuota, 'base_quota');
+    await this.translateMissingUser(userId, () => this.repository.upsertAccount(userId, baseQuota));
+    if (baseQuota > 0) await this.grant(userId, baseQuota, 'Initial base quota', 'initial-grant');
+  }
+
+  /**
+   * Adds credits. With an idempotency key, a retry returns the original grant and writes
+   * nothing; the same key with another amount is a 409.
+   */
+  async grant(
+    userId: string,
+    amount: number,
+    description: string,
+    idempotencyKey?: string,
+  ): Promise<LedgerWrite> {
+    assertAmount(amount);
+    if (amount <= 0) throw ApiError.badRequest('amount must be positive', 'amount');
+    const write = await this.translateMissingUser(userId, () =>
+      this.repository.credit({
+        userId,
+        amount,
+        eventType: 'grant',
+        idempotencyKey: idempotencyKey ?? null,
+        description,
+      }),
+    );
+    this.checkReplay(write, 'grant', amount);
+    return write;
+  }
+
+  /**
+   * An admin's correction, up or down (ledger `admin_adjustment`). A decrease that would take
+   * the balance below zero is refused.
+   */
+  async adminAdjust(
+    userId: string,
+    amount: number,
+    description: string,
+    idempotencyKey?: string,
+  ): Promise<LedgerWrite> {
+    assertAmount(amount);
+    if (amount === 0) throw ApiError.badRequest('amount must not be zero', 'amount');
+    const input = {
+      userId,
+      amount: Math.abs(amount),
+      eventType: 'admin_adjustment' as const,
+      idempotencyKey: idempotencyKey ?? null,
+      description,
+    };
+    let write: LedgerWrite | null;
+    if (amount > 0) {
+      write = await this.translateMissingUser(userId, () => this.repository.credit(input));
+    } else {
+      write = await this.repository.debit(input);
+      if (!write) {
+        if (!(await this.repository.userExists(userId))) throw userNotFound(userId);
+        const account = await this.balance(userId);
+        throw ApiError.badRequest(
+          `An adjustment of ${amount} would take the balance (${account.balance}) below zero`,
+          'amount',
+          'balance_would_be_negative',
+        );
+      }
+    }
+    this.checkReplay(write, 'admin_adjustment', amount);
+    return write;
+  }
+
+  private checkReplay(write: LedgerWrite, eventType: string, amount: number): void {
+    if (write.replayed && (write.entry.eventType !== eventType || write.entry.amount !== amount))
+      throw idempotencyConflict();
+  }
+
+  private async translateMissingUser<T>(userId: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (isForeignKeyViolation(err)) throw userNotFound(userId);
+      throw err;
+    }
+  }
+
+  /**
+   * Refunds the open reservation(s) of a request, by its x-request-id (seed 004 "refund a failed
+   * generation"). Returns what was refunded; reservations already closed are left alone.
+   */
+  async refundRequest(
+    requestId: string,
+    reason: string,
+  ): Promise<{ reservation_id: string; refunded: number; already_closed: boolean }[]> {
+    const debits = await this.repository.debitsOfRequest(requestId);
+    if (debits.length === 0)
+      throw ApiError.notFound(
+        `No reservation found for request ${requestId}`,
+        'reservation_not_found',
+        'request_id',
+      );
+    const results = [];
+    for (const debit of debits) {
+      const closed = await this.closeNow(
+        {
+          id: debit.id,
+          userId: debit.userId,
+          amount: -debit.amount,
+          requestId: debit.requestId,
+          balance: null,
+        },
+        null,
+        `Refund: ${reason}`.slice(0, 500),
+      );
+      results.push({
+        reservation_id: debit.id,
+        refunded: closed.alreadyClosed ? 0 : closed.returned,
+        already_closed: closed.alreadyClosed,
+      });
+    }
+    return results;
+  }
+
+  // ---- maintenance ---------------------------------------------------------------------------
+
+  /** Billing-cycle resets that are due (all users, or one); idempotent per user and cycle. */
+  async cycleReset(userId?: string): Promise<LedgerEntry[]> {
+    const entries = await this.repository.resetDueCycles(userId);
+    if (entries.length > 0)
+      this.logger.info({ users: entries.length }, 'billing cycle reset to base quota');
+    return entries;
+  }
+
+  async recalculate(
+    userId?: string,
+  ): Promise<{ changed: BalanceChange[]; unfixable: { userId: string; ledgerSum: number }[] }> {
+    const result = await this.repository.recalculate(userId);
+    if (result.changed.length > 0)
+      this.logger.warn({ changed: result.changed }, 'credit balances recalculated from the ledger');
+    return result;
+  }
+
+  async audit(): Promise<CreditAudit> {
+    return this.repository.audit(OPEN_RESERVATION_MINUTES);
+  }
+}

@@ -1,0 +1,108 @@
+import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { APP_CONFIG, AppConfig } from '@app/config';
+import { LOGGER } from '@app/observability';
+import { RedisService } from '@app/redis';
+import { readPricingFile } from './pricing-file';
+import { isFree, maxChatUsage, maxImageUsage, ModelPrice, priceOf, Usage } from './pricing.math';
+import { PricingRepository, StoredPrice } from './pricing.repository';
+
+/** Replicas tell each other to reload prices after an admin edit. */
+const PRICING_CHANNEL = 'credits:pricing-changed';
+/** Safety net for a missed pub/sub message (Redis down at that moment). */
+const REFRESH_INTERVAL_MS = 60_000;
+
+export type BillableKind = 'chat' | 'image';
+
+/**
+ * Prices per model, served from memory on the hot path. Loaded from PROVIDERS_FILE into the
+ * pricing table at boot, editable by admins; an edit reloads every replica through Redis
+ * pub/sub (and a periodic reload covers a message lost while Redis was away).
+ */
+@Injectable()
+export class PricingService implements OnModuleInit, OnApplicationShutdown {
+  private prices = new Map<string, StoredPrice>();
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly repository: PricingRepository,
+    private readonly redis: RedisService,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    const file = readPricingFile(this.config.providersFile);
+    if (!file.found) {
+      this.logger.warn(
+        { file: this.config.providersFile },
+        'PROVIDERS_FILE not found: pricing comes only from the database (models without a price are free)',
+      );
+    } else {
+      await this.repository.syncFromFile(file.prices);
+    }
+    await this.refresh();
+    this.logger.info({ models: this.prices.size }, 'pricing loaded');
+    this.redis.subscribe(PRICING_CHANNEL, () => {
+      this.refresh().catch((err) =>
+        this.logger.warn({ err: (err as Error).message }, 'pricing reload failed'),
+      );
+    });
+    if (this.config.backgroundTasks) {
+      this.timer = setInterval(() => {
+        this.refresh().catch(() => undefined);
+      }, REFRESH_INTERVAL_MS);
+      this.timer.unref();
+    }
+  }
+
+  onApplicationShutdown(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  async refresh(): Promise<void> {
+    const rows = await this.repository.list();
+    this.prices = new Map(rows.map((p) => [p.model, p]));
+  }
+
+  priceFor(model: string): ModelPrice | undefined {
+    return this.prices.get(model);
+  }
+
+  /** A model with no price (or only zero prices) is free: no reservation, no ledger rows. */
+  isBillable(model: string): boolean {
+    return !isFree(this.prices.get(model));
+  }
+
+  /** What `usage` of `model` costs, in whole credits (0 for a free model). */
+  priceOf(model: string, usage: Usage): number {
+    const price = this.prices.get(model);
+    return price && !isFree(price) ? priceOf(price, usage) : 0;
+  }
+
+  /** The most a request can cost, from max_tokens / n / size (what a reservation holds). */
+  maxPriceOf(model: string, kind: BillableKind, body: Record<string, unknown>): number {
+    return this.priceOf(model, kind === 'chat' ? maxChatUsage(body) : maxImageUsage(body));
+  }
+
+  async list(): Promise<StoredPrice[]> {
+    return this.repository.list();
+  }
+
+  async set(price: ModelPrice): Promise<StoredPrice> {
+    const stored = await this.repository.upsertAdmin(price);
+    await this.changed();
+    return stored;
+  }
+
+  async remove(model: string): Promise<boolean> {
+    const removed = await this.repository.delete(model);
+    if (removed) await this.changed();
+    return removed;
+  }
+
+  private async changed(): Promise<void> {
+    await this.refresh();
+    await this.redis.publish(PRICING_CHANNEL, String(Date.now()));
+  }
+}
