@@ -32,22 +32,6 @@ export interface ChatCompletion {
   [field: string]: unknown;
 }
 
-export interface ChatCompletionChunk {
-  id: string;
-  object: 'chat.completion.chunk';
-  created: number;
-  model: string;
-  choices: {
-    index: number;
-    delta: Record<string, unknown>;
-    finish_reason: string | null;
-    logprobs?: unknown;
-  }[];
-  usage?: ChatCompletion['usage'] | null;
-  system_fingerprint?: string | null;
-  [field: string]: unknown;
-}
-
 /** A chat request as the client sent it (validated by the generation module). */
 export interface ChatRequestBody {
   model: string;

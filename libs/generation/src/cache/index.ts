@@ -6,16 +6,3 @@ export type {
   CacheStats,
   CachePrincipal,
 } from './response-cache.service';
-export {
-  replayChunks,
-  replayAsSse,
-  completionFromChunks,
-  sseFrame,
-  SSE_DONE,
-} from './cache-replay';
-export type {
-  ChatCompletion,
-  ChatCompletionChunk,
-  ChatMessage,
-  ChatRequestBody,
-} from './cache.types';
