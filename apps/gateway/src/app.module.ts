@@ -5,6 +5,7 @@ import { AuthModule } from '@app/auth';
 import { AppConfig, ConfigModule } from '@app/config';
 import { CreditsModule } from '@app/credits';
 import { DatabaseModule } from '@app/database';
+import { GenerationModule } from '@app/generation';
 import { HealthModule } from '@app/health';
 import { JobsModule } from '@app/jobs';
 import { ApiExceptionFilter, ObservabilityModule } from '@app/observability';
@@ -25,6 +26,7 @@ export class AppModule {
         RateLimitModule,
         AuthModule,
         CreditsModule,
+        GenerationModule,
         JobsModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: ApiExceptionFilter }],

@@ -88,6 +88,14 @@ function buildConfig(env: NodeJS.ProcessEnv) {
     logging: { level: e.LOG_LEVEL },
     metrics: { user: e.METRICS_USER, password: e.METRICS_PASSWORD },
     providersFile: e.PROVIDERS_FILE,
+    /** `${VAR}` substitution in PROVIDERS_FILE reads the environment through this lookup only. */
+    lookupEnv: (name: string): string | undefined => env[name],
+    upstream: {
+      deadlineMs: e.UPSTREAM_DEADLINE_MS,
+      connectTimeoutMs: e.UPSTREAM_CONNECT_TIMEOUT_MS,
+      poolConnections: e.UPSTREAM_POOL_CONNECTIONS,
+      retryBackoffMs: e.UPSTREAM_RETRY_BACKOFF_MS,
+    },
     requestLogs: {
       retentionDays: e.REQUEST_LOG_RETENTION_DAYS,
       bufferMax: e.REQUEST_LOG_BUFFER_MAX,

@@ -1,0 +1,97 @@
+import { admit, applyOutcome } from './breaker-state-machine';
+import {
+  AdmitRequest,
+  BreakerSnapshot,
+  BreakerStore,
+  OutcomeRequest,
+  SAMPLE_LIMIT,
+} from './breaker-store';
+import {
+  BreakerAdmission,
+  BreakerRecord,
+  BreakerSample,
+  BreakerTransition,
+  CLOSED_RECORD,
+} from './breaker.types';
+
+/** Per-process breaker state: used with no REDIS_URL and while Redis is unreachable. */
+export class MemoryBreakerStore implements BreakerStore {
+  private readonly records = new Map<string, BreakerRecord>();
+  private readonly probes = new Map<string, Map<string, number>>();
+  private readonly samples = new Map<string, BreakerSample[]>();
+
+  private get(name: string): BreakerRecord {
+    return this.records.get(name) ?? CLOSED_RECORD;
+  }
+
+  private liveProbes(name: string, now: number): Map<string, number> {
+    let slots = this.probes.get(name);
+    if (!slots) {
+      slots = new Map();
+      this.probes.set(name, slots);
+    }
+    for (const [id, expiresAt] of slots) if (expiresAt <= now) slots.delete(id);
+    return slots;
+  }
+
+  async admit(name: string, request: AdmitRequest): Promise<BreakerAdmission> {
+    const record = this.get(name);
+    if (record.state === 'open' && request.now >= (record.openUntil ?? 0)) this.probes.delete(name);
+    const slots = this.liveProbes(name, request.now);
+    const result = admit(record, request.now, slots.size, request.maxProbes);
+    this.records.set(name, result.record);
+    if (result.probe) slots.set(request.permitId, request.now + request.permitTtlMs);
+    return {
+      allowed: result.allowed,
+      state: result.record.state,
+      from: result.from,
+      retryAfterMs: result.retryAfterMs,
+    };
+  }
+
+  async record(name: string, request: OutcomeRequest): Promise<BreakerTransition> {
+    this.probes.get(name)?.delete(request.permitId);
+    const result = applyOutcome(this.get(name), request.outcome, request.now, request.settings);
+    if (request.outcome !== 'neutral') {
+      const list = this.samples.get(name) ?? [];
+      list.unshift({
+        at: request.now,
+        latencyMs: request.latencyMs,
+        ok: request.outcome === 'success',
+      });
+      if (list.length > SAMPLE_LIMIT) list.length = SAMPLE_LIMIT;
+      this.samples.set(name, list);
+    }
+    this.records.set(name, result.record);
+    if (result.to !== result.from && result.to !== 'half_open') this.probes.delete(name);
+    return { from: result.from, to: result.to };
+  }
+
+  async read(names: string[]): Promise<Map<string, BreakerSnapshot>> {
+    const out = new Map<string, BreakerSnapshot>();
+    for (const name of names)
+      out.set(name, { record: this.get(name), samples: [...(this.samples.get(name) ?? [])] });
+    return out;
+  }
+
+  async reset(name: string): Promise<BreakerTransition> {
+    const from = this.get(name).state;
+    this.records.set(name, CLOSED_RECORD);
+    this.probes.delete(name);
+    return { from, to: 'closed' };
+  }
+
+  async forceOpen(name: string, now: number, durationMs: number): Promise<BreakerTransition> {
+    const current = this.get(name);
+    this.records.set(name, {
+      state: 'open',
+      failures: current.failures,
+      halfOpenSuccesses: 0,
+      openedAt: now,
+      openUntil: now + durationMs,
+      forced: true,
+    });
+    this.probes.delete(name);
+    return { from: current.state, to: 'open' };
+  }
+}

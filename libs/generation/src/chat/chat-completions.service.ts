@@ -1,0 +1,339 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { ApiError, LOGGER } from '@app/observability';
+import { GenerationContext, GenerationOutcome, StoredAnswer } from '../pipeline/generation-context';
+import { GenerationPipeline } from '../pipeline/generation-pipeline.service';
+import { ProviderConfig } from '../providers/provider.types';
+import { ProviderRegistry } from '../providers/provider-registry.service';
+import { OpenAttempt, Routed, UpstreamRouter } from '../routing/upstream-router.service';
+import { toFailure } from '../upstream/openai.upstream';
+import { estimateTokens, messagesText } from '../upstream/tokens';
+import {
+  ChatCompletion,
+  SseEvent,
+  UpstreamEventStream,
+  UpstreamFailure,
+  Usage,
+} from '../upstream/upstream.types';
+import { ChatResult, SseSink } from './chat-result';
+import { ChatChunk, completionToChunks, StreamAccumulator } from './stream-accumulator';
+
+interface OpenStream {
+  events: UpstreamEventStream;
+  iterator: AsyncIterator<SseEvent>;
+  first: SseEvent;
+}
+
+const STREAM_INTERRUPTED = JSON.stringify({
+  error: {
+    message: 'The upstream provider stopped in the middle of the answer',
+    type: 'upstream_error',
+    code: 'stream_interrupted',
+    param: null,
+  },
+});
+
+/**
+ * POST /v1/chat/completions, for HTTP clients and job workers alike. `create` is the whole flow,
+ * one step per line; other modules take part through GenerationPipeline plugins.
+ */
+@Injectable()
+export class ChatCompletionsService {
+  constructor(
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly registry: ProviderRegistry,
+    private readonly pipeline: GenerationPipeline,
+    private readonly router: UpstreamRouter,
+  ) {}
+
+  async create(ctx: GenerationContext): Promise<ChatResult> {
+    try {
+      // 1. Which providers serve the model: an unknown model is a 404 before anything counts.
+      const routes = this.registry.routesFor(ctx.model);
+      // 2. Admission (rate limits, quotas).
+      await this.pipeline.admit(ctx);
+      // 3. Shape the upstream request (conversation history).
+      await this.pipeline.prepare(ctx);
+      // 4. A stored answer (response cache, idempotent replay) skips the upstream.
+      const stored = await this.pipeline.lookup(ctx);
+      if (stored) return await this.answerFromStore(ctx, stored);
+      // 5. Last gate before spending upstream capacity (credit reservation).
+      await this.pipeline.beforeUpstream(ctx);
+      // 6. Upstream, with fallback across providers.
+      if (ctx.stream) return await this.openStream(ctx, routes);
+      return await this.complete(ctx, routes);
+    } catch (err) {
+      if (!ctx.state.has(FINISHED)) await this.finish(ctx, this.failedOutcome(ctx, err));
+      throw err;
+    }
+  }
+
+  private async complete(ctx: GenerationContext, routes: ProviderConfig[]): Promise<ChatResult> {
+    const body: Record<string, unknown> = { ...ctx.body, stream: false };
+    delete body.stream_options;
+    const routed = await this.router.route(this.routeRequest(ctx), routes, (client, call) =>
+      client.chat(body, call),
+    );
+    const completion = routed.value;
+    ctx.responseHeaders['x-provider'] = routed.provider.name;
+    await this.finish(ctx, {
+      ...this.baseOutcome(ctx, routed.provider.name, routed.attempts),
+      status: 'succeeded',
+      statusCode: 200,
+      usage: completion.usage ?? this.estimateUsage(ctx, contentOf(completion)),
+      completion,
+    });
+    return { type: 'json', body: completion, provider: routed.provider.name };
+  }
+
+  private async openStream(ctx: GenerationContext, routes: ProviderConfig[]): Promise<ChatResult> {
+    const clientWantsUsage =
+      (ctx.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+    // Usage is always asked of the upstream (billing needs it) and passed on only when asked for.
+    const body = {
+      ...ctx.body,
+      stream: true,
+      stream_options: { ...(ctx.body.stream_options as object), include_usage: true },
+    };
+    const routed = await this.router.route(
+      this.routeRequest(ctx),
+      routes,
+      async (client, call) => {
+        const events = await client.chatStream(body, call);
+        const iterator = events[Symbol.asyncIterator]();
+        try {
+          // The first event is part of the attempt: a stream that dies before it is retried.
+          const first = await iterator.next();
+          if (first.done)
+            throw new UpstreamFailure('stream_cut', 'upstream stream ended before any event');
+          if (first.value.data !== '[DONE]') {
+            const error = parseChunk(first.value.data).error;
+            if (error)
+              throw new UpstreamFailure(
+                'server_error',
+                `upstream stream error: ${error.message ?? 'unknown'}`,
+              );
+          }
+          return { events, iterator, first: first.value } satisfies OpenStream;
+        } catch (err) {
+          events.close();
+          throw err;
+        }
+      },
+      { keepOpen: true },
+    );
+    ctx.responseHeaders['x-provider'] = routed.provider.name;
+    return {
+      type: 'stream',
+      provider: routed.provider.name,
+      pipe: (sink) => this.relay(ctx, routed, clientWantsUsage, sink),
+      cancel: async () => {
+        routed.value.events.close();
+        await this.endStream(
+          ctx,
+          routed.attempt,
+          routed.attempts,
+          new StreamAccumulator(ctx.model),
+          {
+            outcome: 'aborted',
+          },
+        );
+      },
+    };
+  }
+
+  /** Forwards events as they arrive; a slow client slows the upstream read (backpressure). */
+  private async relay(
+    ctx: GenerationContext,
+    routed: Routed<OpenStream>,
+    clientWantsUsage: boolean,
+    sink: SseSink,
+  ): Promise<void> {
+    const { events, iterator, first } = routed.value;
+    const acc = new StreamAccumulator(ctx.model);
+    let sawDone = false;
+    let clientGone = false;
+    let cut: UpstreamFailure | undefined;
+    const forward = async (event: SseEvent): Promise<void> => {
+      if (event.data === '[DONE]') {
+        sawDone = true;
+        return;
+      }
+      const chunk = parseChunk(event.data);
+      if (chunk.error)
+        throw new UpstreamFailure(
+          'stream_cut',
+          `upstream error mid-stream: ${chunk.error.message ?? ''}`,
+        );
+      acc.add(chunk);
+      const usageOnly = Array.isArray(chunk.choices) && chunk.choices.length === 0 && chunk.usage;
+      if (usageOnly && !clientWantsUsage) return;
+      if (!(await sink.write(`data: ${event.data}\n\n`))) clientGone = true;
+    };
+    try {
+      await forward(first);
+      while (!sawDone && !clientGone) {
+        const next = await iterator.next();
+        if (next.done) break;
+        await forward(next.value);
+      }
+      if (!sawDone && !clientGone)
+        cut = new UpstreamFailure('stream_cut', 'upstream stream ended without [DONE]');
+    } catch (err) {
+      if (ctx.signal.aborted) clientGone = true;
+      else {
+        const failure = err instanceof UpstreamFailure ? err : toFailure(err, ctx.signal);
+        cut =
+          failure.outcome === 'malformed'
+            ? failure
+            : new UpstreamFailure('stream_cut', failure.message);
+      }
+    } finally {
+      events.close();
+    }
+    if (sawDone && !clientGone) clientGone = !(await sink.write('data: [DONE]\n\n'));
+    else if (cut && !clientGone) await sink.write(`data: ${STREAM_INTERRUPTED}\n\n`);
+    await this.endStream(ctx, routed.attempt, routed.attempts, acc, {
+      outcome: sawDone ? 'success' : clientGone ? 'aborted' : (cut?.outcome ?? 'stream_cut'),
+      message: cut?.message,
+    });
+    sink.end();
+  }
+
+  private async endStream(
+    ctx: GenerationContext,
+    attempt: OpenAttempt,
+    attempts: number,
+    acc: StreamAccumulator,
+    end: { outcome: 'success' | 'aborted' | 'stream_cut' | 'malformed' | string; message?: string },
+  ): Promise<void> {
+    const complete = end.outcome === 'success';
+    await attempt.end(end.outcome as never, { message: end.message });
+    const completion = acc.completion();
+    const usage: GenerationOutcome['usage'] =
+      acc.usage ?? this.estimateUsage(ctx, null, acc.deliveredChars);
+    if (!complete)
+      this.logger.warn(
+        { provider: attempt.provider.name, model: ctx.model, reason: end.outcome, usage },
+        end.outcome === 'aborted' ? 'client left during a stream' : 'upstream stream cut',
+      );
+    await this.finish(ctx, {
+      ...this.baseOutcome(ctx, attempt.provider.name, attempts),
+      status: complete ? 'succeeded' : 'partial',
+      statusCode: 200,
+      usage,
+      completion: complete ? completion : undefined,
+      endReason: complete
+        ? undefined
+        : end.outcome === 'aborted'
+          ? 'client_closed'
+          : 'upstream_cut',
+    });
+  }
+
+  private async answerFromStore(ctx: GenerationContext, stored: StoredAnswer): Promise<ChatResult> {
+    const completion = stored.body as ChatCompletion;
+    ctx.responseHeaders['x-provider'] = stored.provider;
+    const outcome: GenerationOutcome = {
+      ...this.baseOutcome(ctx, stored.provider, 0),
+      status: 'succeeded',
+      statusCode: 200,
+      cached: true,
+      usage: completion.usage ?? null,
+      completion,
+    };
+    if (!ctx.stream) {
+      await this.finish(ctx, outcome);
+      return { type: 'json', body: completion, provider: stored.provider };
+    }
+    const wantsUsage =
+      (ctx.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+    return {
+      type: 'stream',
+      provider: stored.provider,
+      pipe: async (sink) => {
+        let gone = false;
+        for (const frame of [...completionToChunks(completion, wantsUsage), '[DONE]']) {
+          if (!(await sink.write(`data: ${frame}\n\n`))) {
+            gone = true;
+            break;
+          }
+        }
+        await this.finish(
+          ctx,
+          gone ? { ...outcome, status: 'partial', endReason: 'client_closed' } : outcome,
+        );
+        sink.end();
+      },
+      cancel: () => this.finish(ctx, { ...outcome, status: 'partial', endReason: 'client_closed' }),
+    };
+  }
+
+  private routeRequest(ctx: GenerationContext) {
+    return {
+      requestId: ctx.requestId,
+      model: ctx.model,
+      signal: ctx.signal,
+      deadline: ctx.deadline,
+    };
+  }
+
+  private estimateUsage(
+    ctx: GenerationContext,
+    text: string | null,
+    chars = 0,
+  ): Usage & { estimated: true } {
+    const prompt = estimateTokens(messagesText(ctx.body.messages));
+    const completion = text !== null ? estimateTokens(text) : Math.ceil(chars / 4);
+    return {
+      prompt_tokens: prompt,
+      completion_tokens: completion,
+      total_tokens: prompt + completion,
+      estimated: true,
+    };
+  }
+
+  private baseOutcome(ctx: GenerationContext, provider: string | null, attempts: number) {
+    return {
+      model: ctx.model,
+      provider,
+      cached: false,
+      images: 0,
+      attempts,
+      latencyMs: performance.now() - ctx.startedAt,
+    };
+  }
+
+  private failedOutcome(ctx: GenerationContext, err: unknown): GenerationOutcome {
+    const error = err instanceof ApiError ? err : undefined;
+    return {
+      ...this.baseOutcome(ctx, null, 0),
+      status: 'failed',
+      statusCode: error?.status ?? 500,
+      usage: null,
+      error,
+    };
+  }
+
+  private async finish(ctx: GenerationContext, outcome: GenerationOutcome): Promise<void> {
+    if (ctx.state.has(FINISHED)) return;
+    ctx.state.set(FINISHED, true);
+    ctx.onOutcome?.(outcome);
+    await this.pipeline.finish(ctx, outcome);
+  }
+}
+
+/** Marks a context whose outcome was handed to the plugins (exactly once). */
+const FINISHED = Symbol('generation.finished');
+
+function parseChunk(data: string): ChatChunk {
+  try {
+    return JSON.parse(data) as ChatChunk;
+  } catch {
+    throw new UpstreamFailure('malformed', 'upstream stream sent invalid JSON');
+  }
+}
+
+function contentOf(completion: ChatCompletion): string {
+  return completion.choices.map((c) => c.message?.content ?? '').join('');
+}

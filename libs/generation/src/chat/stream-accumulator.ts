@@ -1,0 +1,163 @@
+import { ChatCompletion, Usage } from '../upstream/upstream.types';
+
+interface ToolCallDelta {
+  index?: number;
+  id?: string;
+  type?: string;
+  function?: { name?: string; arguments?: string };
+}
+
+interface ChoiceDelta {
+  index?: number;
+  delta?: {
+    role?: string;
+    content?: string | null;
+    tool_calls?: ToolCallDelta[];
+    refusal?: string | null;
+  };
+  finish_reason?: string | null;
+}
+
+export interface ChatChunk {
+  id?: string;
+  created?: number;
+  model?: string;
+  choices?: ChoiceDelta[];
+  usage?: Usage | null;
+  error?: { message?: string };
+}
+
+interface ChoiceState {
+  role: string;
+  content: string;
+  finishReason: string | null;
+  toolCalls: Map<
+    number,
+    { id?: string; type: string; function: { name: string; arguments: string } }
+  >;
+}
+
+/**
+ * Rebuilds the complete chat.completion from stream chunks as they pass through, so that a
+ * finished stream can be cached and appended to a conversation like a normal answer, and a cut
+ * one billed for the text actually delivered.
+ */
+export class StreamAccumulator {
+  private id = '';
+  private created = Math.floor(Date.now() / 1000);
+  private model: string;
+  private readonly choices = new Map<number, ChoiceState>();
+  usage: Usage | null = null;
+  /** Characters of assistant output delivered so far (for a token estimate). */
+  deliveredChars = 0;
+
+  constructor(model: string) {
+    this.model = model;
+  }
+
+  add(chunk: ChatChunk): void {
+    if (chunk.id) this.id = chunk.id;
+    if (chunk.created) this.created = chunk.created;
+    if (chunk.model) this.model = chunk.model;
+    if (chunk.usage && typeof chunk.usage.total_tokens === 'number') this.usage = chunk.usage;
+    for (const c of chunk.choices ?? []) {
+      const index = c.index ?? 0;
+      let state = this.choices.get(index);
+      if (!state) {
+        state = { role: 'assistant', content: '', finishReason: null, toolCalls: new Map() };
+        this.choices.set(index, state);
+      }
+      const delta = c.delta ?? {};
+      if (delta.role) state.role = delta.role;
+      if (typeof delta.content === 'string') {
+        state.content += delta.content;
+        this.deliveredChars += delta.content.length;
+      }
+      for (const t of delta.tool_calls ?? []) {
+        const key = t.index ?? 0;
+        const call = state.toolCalls.get(key) ?? {
+          type: 'function',
+          function: { name: '', arguments: '' },
+        };
+        if (t.id) call.id = t.id;
+        if (t.type) call.type = t.type;
+        if (t.function?.name) call.function.name += t.function.name;
+        if (t.function?.arguments) {
+          call.function.arguments += t.function.arguments;
+          this.deliveredChars += t.function.arguments.length;
+        }
+        state.toolCalls.set(key, call);
+      }
+      if (c.finish_reason) state.finishReason = c.finish_reason;
+    }
+  }
+
+  completion(): ChatCompletion {
+    const choices = [...this.choices.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([index, s]) => {
+        const message: Record<string, unknown> & { role: string; content: string | null } = {
+          role: s.role,
+          content: s.content.length > 0 || s.toolCalls.size === 0 ? s.content : null,
+        };
+        if (s.toolCalls.size > 0)
+          message.tool_calls = [...s.toolCalls.entries()]
+            .sort(([a], [b]) => a - b)
+            .map(([, t]) => t);
+        return { index, message, logprobs: null, finish_reason: s.finishReason };
+      });
+    return {
+      id: this.id,
+      object: 'chat.completion',
+      created: this.created,
+      model: this.model,
+      choices,
+      ...(this.usage ? { usage: this.usage } : {}),
+    };
+  }
+}
+
+/** Turns a stored chat.completion into stream chunks (a cached answer replayed as SSE). */
+export function completionToChunks(completion: ChatCompletion, includeUsage: boolean): string[] {
+  const base = {
+    id: completion.id,
+    object: 'chat.completion.chunk',
+    created: completion.created,
+    model: completion.model,
+  };
+  const frames: string[] = [];
+  for (const choice of completion.choices) {
+    const message = choice.message as {
+      role: string;
+      content: string | null;
+      tool_calls?: unknown[];
+    };
+    frames.push(
+      JSON.stringify({
+        ...base,
+        choices: [
+          { index: choice.index, delta: { role: message.role, content: '' }, finish_reason: null },
+        ],
+      }),
+    );
+    const delta: Record<string, unknown> = {};
+    if (message.content) delta.content = message.content;
+    if (message.tool_calls)
+      delta.tool_calls = message.tool_calls.map((t, i) => ({ index: i, ...(t as object) }));
+    if (Object.keys(delta).length > 0)
+      frames.push(
+        JSON.stringify({ ...base, choices: [{ index: choice.index, delta, finish_reason: null }] }),
+      );
+    frames.push(
+      JSON.stringify({
+        ...base,
+        choices: [
+          { index: choice.index, delta: {}, finish_reason: choice.finish_reason ?? 'stop' },
+        ],
+      }),
+    );
+  }
+  if (includeUsage && completion.usage)
+    frames.push(JSON.stringify({ ...base, choices: [], usage: completion.usage }));
+  return frames;
+}

@@ -1,0 +1,68 @@
+import type { Principal } from '@app/auth';
+import type { ApiError } from '@app/observability';
+import type { ChatCompletion, ImagesResponse, Usage } from '../upstream/upstream.types';
+
+export type GenerationKind = 'chat' | 'images';
+
+/**
+ * Everything about one generation request, from the controller (or a job worker) to the end.
+ * Plugins read it, may rewrite `body` in `prepare`, and keep their own data in `state`.
+ */
+export interface GenerationContext {
+  requestId: string;
+  kind: GenerationKind;
+  principal: Principal;
+  /** The validated request body as it will be sent upstream (model, messages, …). */
+  body: Record<string, unknown>;
+  model: string;
+  stream: boolean;
+  /** The client's request headers, lower-case (x-conversation-id, idempotency-key, …). */
+  headers: Record<string, string | undefined>;
+  /** Headers the response will carry (x-provider, x-cache, …); plugins may add theirs. */
+  responseHeaders: Record<string, string>;
+  /** Aborted when the client goes away (or a job is cancelled). */
+  signal: AbortSignal;
+  /** Per-plugin scratch space (a credit reservation, a cache key…); key by a Symbol. */
+  state: Map<symbol | string, unknown>;
+  /** performance.now() at the start, for latency. */
+  startedAt: number;
+  /** Epoch ms by which an upstream must have started answering. */
+  deadline: number;
+  /** Told the outcome first (the controller annotates the request log; a job stores it). */
+  onOutcome?: (outcome: GenerationOutcome) => void;
+}
+
+/**
+ * How a request ended, given once to every plugin's `finish` and annotated on the request log.
+ * - succeeded: complete answer delivered (from upstream or from a plugin such as the cache)
+ * - partial:   a stream that ended early (client left or upstream cut); `usage` = what was delivered
+ * - failed:    nothing was delivered
+ */
+export interface GenerationOutcome {
+  status: 'succeeded' | 'partial' | 'failed';
+  /** HTTP status the client got (200 for streams that started). */
+  statusCode: number;
+  model: string;
+  provider: string | null;
+  /** True when a plugin answered (cache, idempotent replay) without an upstream call. */
+  cached: boolean;
+  /** Tokens used; `estimated` when the upstream never said (cut stream). */
+  usage: (Usage & { estimated?: boolean }) | null;
+  /** Images delivered (image generations). */
+  images: number;
+  latencyMs: number;
+  /** Upstream attempts made. */
+  attempts: number;
+  error?: ApiError;
+  /** The complete chat answer (non-stream, or reassembled from a finished stream). */
+  completion?: ChatCompletion;
+  imagesResponse?: ImagesResponse;
+  /** Why a stream ended early. */
+  endReason?: 'client_closed' | 'upstream_cut';
+}
+
+/** A stored answer a plugin returns from `lookup` (cache hit, idempotent replay). */
+export interface StoredAnswer {
+  body: ChatCompletion | ImagesResponse;
+  provider: string;
+}

@@ -1,0 +1,78 @@
+import { Body, Controller, Get, NotFoundException, Param, Patch, UseGuards } from '@nestjs/common';
+import { z } from 'zod';
+import { AdminGuard, AdminIdentity, AuditService, CurrentAdmin, requireUuid } from '@app/auth';
+import { CircuitBreakerService } from '@app/circuit-breaker';
+import { ApiError } from '@app/observability';
+import { parseBody } from '../pipeline/validation';
+import { toProviderView } from './provider.types';
+import { ProviderRegistry } from './provider-registry.service';
+
+const patchSchema = z
+  .object({
+    priority: z.number().int().min(0).max(1_000_000).optional(),
+    enabled: z.boolean().optional(),
+    timeout_ms: z.number().int().min(100).max(3_600_000).optional(),
+    settings: z
+      .object({
+        latency_ms: z.number().int().min(0).max(600_000).optional(),
+        chunk_delay_ms: z.number().int().min(0).max(60_000).optional(),
+        error_rate: z.number().min(0).max(1).optional(),
+        fail_status: z.number().int().min(400).max(599).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .refine((p) => Object.keys(p).length > 0, {
+    message: 'send at least one of priority, enabled, timeout_ms, settings',
+  });
+
+/** Seed 002 "switch provider, update priority": run-time control over routing. */
+@Controller('admin/providers')
+@UseGuards(AdminGuard)
+export class ProvidersController {
+  constructor(
+    private readonly registry: ProviderRegistry,
+    private readonly breakers: CircuitBreakerService,
+    private readonly audit: AuditService,
+  ) {}
+
+  @Get()
+  async list() {
+    const breakers = new Map((await this.breakers.list()).map((b) => [b.name, b.state]));
+    return {
+      data: this.registry
+        .list()
+        .map((p) => ({ ...toProviderView(p), breaker_state: breakers.get(p.name) ?? 'closed' })),
+      next_cursor: null,
+    };
+  }
+
+  @Patch(':id')
+  async update(
+    @Param('id') rawId: string,
+    @Body() body: unknown,
+    @CurrentAdmin() admin: AdminIdentity,
+  ) {
+    const id = requireUuid(rawId);
+    const patch = parseBody(patchSchema, body);
+    const current = this.registry.list().find((p) => p.id === id);
+    if (!current) throw ApiError.notFound(`No provider with id ${id}`, 'provider_not_found', 'id');
+    if (patch.settings && current.kind !== 'mock')
+      throw ApiError.badRequest('settings apply to mock providers only', 'settings');
+    const settings = patch.settings ? { ...current.mock, ...patch.settings } : undefined;
+    const updated = await this.registry.update(id, { ...patch, settings });
+    if (!updated) throw new NotFoundException();
+    await this.audit.record(admin.username, 'provider.update', updated.name, {
+      id,
+      before: {
+        priority: current.priority,
+        enabled: current.enabled,
+        timeout_ms: current.timeoutMs,
+        settings: current.mock,
+      },
+      after: patch,
+    });
+    return toProviderView(updated);
+  }
+}

@@ -1,0 +1,196 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { CircuitBreakerService } from '@app/circuit-breaker';
+import { APP_CONFIG, AppConfig } from '@app/config';
+import { ApiError } from '@app/observability';
+import {
+  clientGoneError,
+  routesExhaustedError,
+  SkippedRoute,
+  upstreamClientError,
+} from '../generation.errors';
+import { ProviderConfig } from '../providers/provider.types';
+import { toFailure } from '../upstream/openai.upstream';
+import { UpstreamClients } from '../upstream/upstream-clients.service';
+import {
+  AttemptOutcome,
+  AttemptTimeout,
+  ClientAborted,
+  RETRYABLE,
+  UpstreamCall,
+  UpstreamClient,
+  UpstreamFailure,
+} from '../upstream/upstream.types';
+import { AttemptRecorder } from './attempt-recorder.service';
+import { UpstreamCredentials } from './upstream-credentials.service';
+
+export interface RouteRequest {
+  requestId: string;
+  model: string;
+  /** The client's signal: aborted when it goes away. */
+  signal: AbortSignal;
+  /** Epoch ms after which no new attempt starts (UPSTREAM_DEADLINE_MS from the request start). */
+  deadline: number;
+}
+
+export type AttemptFn<T> = (
+  client: UpstreamClient,
+  call: UpstreamCall,
+  provider: ProviderConfig,
+) => Promise<T>;
+
+/** An attempt left open after it succeeded (a stream): `end` reports its final outcome. */
+export interface OpenAttempt {
+  provider: ProviderConfig;
+  /** Time to the first answer (the latency the breaker and metrics record). */
+  latencyMs: number;
+  end(outcome: AttemptOutcome, detail?: { status?: number; message?: string }): Promise<void>;
+}
+
+export interface Routed<T> {
+  value: T;
+  provider: ProviderConfig;
+  attempt: OpenAttempt;
+  attempts: number;
+}
+
+/** A breaker probe slot outlives the attempt by this much before it is reclaimed. */
+const PERMIT_GRACE_MS = 5000;
+
+/**
+ * Tries a model's providers best first. Retryable failures (connection, timeout, 5xx, 429,
+ * upstream 401/403) move on to the next provider after a short jittered pause, all within one
+ * deadline; the client's own 4xx and anything after a stream started are never retried. Each
+ * provider is tried at most once per request, so breaker counts stay one-per-request.
+ *
+ * Hand-written rather than a retry library: every step talks to the shared breaker, the session
+ * pool and the recorder, and the loop is over different providers, not repeats of one call.
+ */
+@Injectable()
+export class UpstreamRouter {
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly breakers: CircuitBreakerService,
+    private readonly clients: UpstreamClients,
+    private readonly credentials: UpstreamCredentials,
+    private readonly recorder: AttemptRecorder,
+  ) {}
+
+  async route<T>(
+    request: RouteRequest,
+    routes: ProviderConfig[],
+    attemptFn: AttemptFn<T>,
+    options: { keepOpen?: boolean } = {},
+  ): Promise<Routed<T>> {
+    const skipped: SkippedRoute[] = [];
+    let last: UpstreamFailure | ApiError | undefined;
+    let attempts = 0;
+    let deadlineHit = false;
+    for (const provider of routes) {
+      if (request.signal.aborted) throw clientGoneError();
+      if (attempts > 0) await this.backoff(attempts, request);
+      const remaining = request.deadline - Date.now();
+      if (remaining <= 0) {
+        deadlineHit = true;
+        break;
+      }
+      const permit = await this.breakers.acquire(
+        provider.name,
+        provider.timeoutMs + PERMIT_GRACE_MS,
+      );
+      if (!permit.allowed) {
+        skipped.push({ provider: provider.name, retryAfterMs: permit.retryAfterMs });
+        continue;
+      }
+      let credential;
+      try {
+        credential = await this.credentials.acquire(provider, request);
+      } catch (err) {
+        await permit.release('neutral', 0);
+        if (!(err instanceof ApiError)) throw err;
+        last = err;
+        continue;
+      }
+      attempts++;
+      const timeoutMs = Math.min(provider.timeoutMs, remaining);
+      const controller = new AbortController();
+      const onClientAbort = () => controller.abort(new ClientAborted());
+      request.signal.addEventListener('abort', onClientAbort, { once: true });
+      const timer = setTimeout(() => controller.abort(new AttemptTimeout(timeoutMs)), timeoutMs);
+      const call: UpstreamCall = {
+        requestId: request.requestId,
+        auth: credential.auth,
+        signal: controller.signal,
+        timeoutMs,
+        idleTimeoutMs: provider.timeoutMs,
+      };
+      const started = performance.now();
+      const finish = (
+        outcome: AttemptOutcome,
+        latencyMs: number,
+        detail: { status?: number; message?: string } = {},
+      ) =>
+        this.recorder.record({
+          requestId: request.requestId,
+          provider: provider.name,
+          model: request.model,
+          outcome,
+          status: detail.status,
+          latencyMs,
+          permit,
+          credential,
+          message: detail.message,
+        });
+      try {
+        const value = await attemptFn(this.clients.for(provider), call, provider);
+        clearTimeout(timer);
+        const latencyMs = performance.now() - started;
+        let ended = false;
+        const attempt: OpenAttempt = {
+          provider,
+          latencyMs,
+          end: async (outcome, detail) => {
+            if (ended) return;
+            ended = true;
+            request.signal.removeEventListener('abort', onClientAbort);
+            await finish(outcome, latencyMs, detail);
+          },
+        };
+        if (!options.keepOpen) await attempt.end('success');
+        return { value, provider, attempt, attempts };
+      } catch (err) {
+        clearTimeout(timer);
+        request.signal.removeEventListener('abort', onClientAbort);
+        const failure = err instanceof UpstreamFailure ? err : toFailure(err, call.signal);
+        await finish(failure.outcome, performance.now() - started, {
+          status: failure.status,
+          message: failure.message,
+        });
+        if (failure.outcome === 'aborted') throw clientGoneError();
+        if (failure.outcome === 'client_error') throw upstreamClientError(failure);
+        if (!RETRYABLE.has(failure.outcome)) throw routesExhaustedError(failure, [], false);
+        last = failure;
+      }
+    }
+    throw routesExhaustedError(last, skipped, deadlineHit);
+  }
+
+  /** Jittered exponential pause before the next provider, never past the deadline. */
+  private async backoff(attempts: number, request: RouteRequest): Promise<void> {
+    const base = this.config.upstream.retryBackoffMs;
+    if (base <= 0) return;
+    const ms = Math.min(
+      base * 2 ** (attempts - 1) * (0.5 + Math.random() / 2),
+      Math.max(0, request.deadline - Date.now()),
+    );
+    if (ms <= 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        request.signal.removeEventListener('abort', done);
+        resolve();
+      }
+      request.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}

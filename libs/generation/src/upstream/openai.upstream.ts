@@ -1,0 +1,211 @@
+import { Pool } from 'undici';
+import type Dispatcher from 'undici/types/dispatcher';
+import { ProviderConfig } from '../providers/provider.types';
+import { SseParser } from './sse-parser';
+import {
+  AttemptTimeout,
+  ChatCompletion,
+  classifyStatus,
+  ImagesResponse,
+  SseEvent,
+  UpstreamCall,
+  UpstreamClient,
+  UpstreamErrorDetail,
+  UpstreamEventStream,
+  UpstreamFailure,
+} from './upstream.types';
+
+/** A JSON answer bigger than this is refused (b64 images at n=10 stay well below). */
+const MAX_JSON_BYTES = 64 * 1024 * 1024;
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+export interface PoolOptions {
+  connections: number;
+  connectTimeoutMs: number;
+}
+
+/**
+ * Any OpenAI-compatible base URL (OpenAI, Groq, OpenRouter, xAI, Ollama, vLLM, llama.cpp) over an
+ * undici keep-alive pool: one pool per provider, so a slow provider cannot starve the others.
+ */
+export class OpenAiUpstream implements UpstreamClient {
+  private readonly pool: Pool;
+  private readonly basePath: string;
+
+  constructor(
+    private readonly provider: ProviderConfig,
+    options: PoolOptions,
+  ) {
+    const url = new URL(provider.baseUrl ?? '');
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(url.origin, {
+      connections: options.connections,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 600_000,
+      connect: { timeout: options.connectTimeoutMs },
+      headersTimeout: provider.timeoutMs,
+      bodyTimeout: provider.timeoutMs,
+    });
+  }
+
+  async chat(body: Record<string, unknown>, call: UpstreamCall): Promise<ChatCompletion> {
+    const res = await this.send('/chat/completions', body, call, 'application/json');
+    const json = await readJson(res, call);
+    if (!isRecord(json) || !Array.isArray(json.choices))
+      throw new UpstreamFailure('malformed', 'upstream answered without choices', res.statusCode);
+    return json as ChatCompletion;
+  }
+
+  async images(body: Record<string, unknown>, call: UpstreamCall): Promise<ImagesResponse> {
+    const res = await this.send('/images/generations', body, call, 'application/json');
+    const json = await readJson(res, call);
+    if (!isRecord(json) || !Array.isArray(json.data))
+      throw new UpstreamFailure('malformed', 'upstream answered without data', res.statusCode);
+    return json as ImagesResponse;
+  }
+
+  async chatStream(
+    body: Record<string, unknown>,
+    call: UpstreamCall,
+  ): Promise<UpstreamEventStream> {
+    const res = await this.send('/chat/completions', body, call, 'text/event-stream');
+    const type = String(res.headers['content-type'] ?? '');
+    if (!type.includes('text/event-stream')) {
+      res.body.destroy();
+      throw new UpstreamFailure('malformed', `upstream stream has content-type '${type}'`);
+    }
+    return eventStream(res, call);
+  }
+
+  private async send(
+    path: string,
+    body: Record<string, unknown>,
+    call: UpstreamCall,
+    accept: string,
+  ): Promise<Dispatcher.ResponseData> {
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept,
+      'x-request-id': call.requestId,
+    };
+    if (call.auth.type === 'bearer') headers.authorization = `Bearer ${call.auth.token}`;
+    if (call.auth.type === 'cookie') headers.cookie = call.auth.cookie;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool.request({
+        path: `${this.basePath}${path}`,
+        method: 'POST',
+        headers,
+        body: JSON.stringify(body),
+        signal: call.signal,
+        headersTimeout: call.timeoutMs,
+        bodyTimeout: call.idleTimeoutMs,
+      });
+    } catch (err) {
+      throw toFailure(err, call.signal);
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return res;
+    const text = await readText(res, MAX_ERROR_BODY_BYTES, call).catch(() => '');
+    const detail = errorDetail(text);
+    const retryAfter = Number(res.headers['retry-after']);
+    throw new UpstreamFailure(
+      classifyStatus(res.statusCode),
+      `${this.provider.name} answered ${res.statusCode}${detail.message ? `: ${detail.message}` : ''}`,
+      res.statusCode,
+      detail,
+      Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined,
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close().catch(() => this.pool.destroy());
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Maps undici and socket errors to the attempt vocabulary. */
+export function toFailure(err: unknown, signal: AbortSignal): UpstreamFailure {
+  if (err instanceof UpstreamFailure) return err;
+  if (signal.aborted) {
+    const reason = signal.reason;
+    if (reason instanceof AttemptTimeout) return new UpstreamFailure('timeout', reason.message);
+    return new UpstreamFailure('aborted', 'client closed the connection');
+  }
+  const e = err as { code?: string; message?: string; cause?: { code?: string } };
+  const code = e.code ?? e.cause?.code ?? '';
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT')
+    return new UpstreamFailure('timeout', `upstream timed out (${code})`);
+  return new UpstreamFailure('connect_error', `upstream connection failed: ${code || e.message}`);
+}
+
+async function readText(
+  res: Dispatcher.ResponseData,
+  limit: number,
+  call: UpstreamCall,
+): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > limit) {
+        res.body.destroy();
+        throw new UpstreamFailure('malformed', `upstream body larger than ${limit} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    throw toFailure(err, call.signal);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readJson(res: Dispatcher.ResponseData, call: UpstreamCall): Promise<unknown> {
+  const text = await readText(res, MAX_JSON_BYTES, call);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new UpstreamFailure('malformed', 'upstream answered with invalid JSON', res.statusCode);
+  }
+}
+
+function errorDetail(text: string): UpstreamErrorDetail {
+  try {
+    const json = JSON.parse(text) as { error?: unknown; message?: unknown };
+    const error = json.error;
+    if (isRecord(error))
+      return {
+        message: typeof error.message === 'string' ? error.message : undefined,
+        type: typeof error.type === 'string' ? error.type : undefined,
+        code: typeof error.code === 'string' ? error.code : undefined,
+        param: typeof error.param === 'string' ? error.param : null,
+      };
+    if (typeof error === 'string') return { message: error };
+    if (typeof json.message === 'string') return { message: json.message };
+  } catch {
+    // not JSON: fall through
+  }
+  return { message: text.slice(0, 300) || undefined };
+}
+
+function eventStream(res: Dispatcher.ResponseData, call: UpstreamCall): UpstreamEventStream {
+  const parser = new SseParser();
+  async function* events(): AsyncGenerator<SseEvent> {
+    try {
+      for await (const chunk of res.body) yield* parser.push(chunk as Buffer);
+      yield* parser.flush();
+    } catch (err) {
+      throw toFailure(err, call.signal);
+    }
+  }
+  const iterator = events();
+  return {
+    [Symbol.asyncIterator]: () => iterator,
+    close: () => {
+      if (!res.body.destroyed) res.body.destroy();
+    },
+  };
+}
