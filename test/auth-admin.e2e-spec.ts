@@ -243,7 +243,9 @@ describe('admin API: users, keys, audit', () => {
       expect(patched.body).not.toHaveProperty('key');
       expect(await probe(key.key, 'images')).toBe(403);
       const principal = await fetch(`${gw.url}/probe/chat`, { headers: { 'x-api-key': key.key } });
-      expect((await principal.json()).rateLimitPerMinute).toBe(5);
+      expect(((await principal.json()) as { rateLimitPerMinute: number }).rateLimitPerMinute).toBe(
+        5,
+      );
       const cleared = await api<KeyBody>('PATCH', `/admin/keys/${key.id}`, {
         rate_limit_per_minute: null,
       });

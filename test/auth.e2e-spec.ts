@@ -181,6 +181,23 @@ describe('auth: API keys and admin tokens', () => {
         expect(res.status).toBe(401);
         expectEnvelope(res.body, 'key_revoked', 'authentication_error');
       });
+      // The refused request is still attributed to its key in request_logs (written in batches).
+      const db = new Client({ connectionString: gw.databaseUrl });
+      await db.connect();
+      try {
+        const deadline = Date.now() + 10_000;
+        let rows: { status_code: number }[] = [];
+        while (Date.now() < deadline && rows.length === 0) {
+          await new Promise((r) => setTimeout(r, 200));
+          ({ rows } = await db.query(
+            `SELECT status_code FROM request_logs WHERE api_key_id = $1 AND status_code = 401`,
+            [c.keyId],
+          ));
+        }
+        expect(rows.length).toBeGreaterThan(0);
+      } finally {
+        await db.end();
+      }
     });
 
     it('rejects an expired key with key_expired (reason expired)', async () => {

@@ -8,6 +8,9 @@ import { Principal } from './principal';
 
 type Headers = Record<string, string | string[] | undefined>;
 
+/** Called once the key is identified (even if it is then refused), for request logs. */
+export type KeyIdentified = (fields: { userId: string; apiKeyId: string }) => void;
+
 /**
  * Turns a presented API key into a Principal, or throws the 401/403 a client should see.
  * ApiKeyGuard uses it for HTTP routes; the WebSocket gateway can call it with upgrade headers.
@@ -19,8 +22,12 @@ export class ApiKeyAuthService {
     private readonly usage: ApiKeyUsage,
   ) {}
 
-  async authenticateHeaders(headers: Headers, requiredScopes: string[] = []): Promise<Principal> {
-    return this.authenticatePresented(presentedKey(headers), requiredScopes);
+  async authenticateHeaders(
+    headers: Headers,
+    requiredScopes: string[] = [],
+    identified?: KeyIdentified,
+  ): Promise<Principal> {
+    return this.authenticatePresented(presentedKey(headers), requiredScopes, identified);
   }
 
   /** For clients that cannot send headers (browser WebSockets: `?api_key=`). */
@@ -37,6 +44,7 @@ export class ApiKeyAuthService {
   private async authenticatePresented(
     presented: PresentedKey,
     requiredScopes: string[],
+    identified?: KeyIdentified,
   ): Promise<Principal> {
     if (presented.kind === 'missing') {
       countAuthFailure('missing');
@@ -58,6 +66,7 @@ export class ApiKeyAuthService {
       countAuthFailure('unknown');
       throw ApiError.unauthorized('Incorrect API key provided.');
     }
+    identified?.({ userId: record.userId, apiKeyId: record.id });
     const now = Date.now();
     if (record.revokedAt && record.revokedAt.getTime() <= now) {
       countAuthFailure('revoked');

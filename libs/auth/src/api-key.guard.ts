@@ -1,6 +1,7 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
+import { annotateRequest } from '@app/observability';
 import { ApiKeyAuthService } from './api-key-auth.service';
 import { REQUIRED_SCOPES } from './auth.decorators';
 
@@ -22,7 +23,10 @@ export class ApiKeyGuard implements CanActivate {
         context.getHandler(),
         context.getClass(),
       ]) ?? [];
-    request.principal = await this.auth.authenticateHeaders(request.headers, scopes);
+    // Annotated as soon as the key is known, so request_logs show which key a 401/403 was for.
+    request.principal = await this.auth.authenticateHeaders(request.headers, scopes, (fields) =>
+      annotateRequest(request, fields),
+    );
     return true;
   }
 }
