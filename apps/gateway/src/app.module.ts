@@ -5,7 +5,7 @@ import { AuthModule } from '@app/auth';
 import { AppConfig, ConfigModule } from '@app/config';
 import { CreditsModule } from '@app/credits';
 import { DatabaseModule } from '@app/database';
-import { GenerationModule } from '@app/generation';
+import { ConversationsModule, GenerationModule, ResponseCacheModule } from '@app/generation';
 import { HealthModule } from '@app/health';
 import { JobsModule } from '@app/jobs';
 import { ApiExceptionFilter, ObservabilityModule } from '@app/observability';
@@ -27,6 +27,8 @@ export class AppModule {
         AuthModule,
         CreditsModule,
         GenerationModule,
+        ConversationsModule,
+        ResponseCacheModule,
         JobsModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: ApiExceptionFilter }],

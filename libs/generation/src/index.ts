@@ -1,4 +1,7 @@
 export { GenerationModule } from './generation.module';
+export { ResponseCacheModule, ResponseCacheService } from './cache';
+export type { CacheLookup, CacheResult, CacheStats } from './cache';
+export { ConversationsModule, ConversationService, CONVERSATION_HEADER } from './conversations';
 export { ChatCompletionsService } from './chat/chat-completions.service';
 export type { ChatResult, SseSink } from './chat/chat-result';
 export { ImagesService } from './images/images.service';
