@@ -296,6 +296,13 @@ describe('admin API: users, keys, audit', () => {
       expect(await probe(rotated.body.key)).toBe(200);
       const again = await api<ErrorBody>('POST', `/admin/keys/${old.id}/rotate`, {});
       expect(again.status).toBe(409);
+      const expiring = await newKey(user.id, {
+        expires_at: new Date(Date.now() + 1000).toISOString(),
+      });
+      await new Promise((r) => setTimeout(r, 1100));
+      const expired = await api<ErrorBody>('POST', `/admin/keys/${expiring.id}/rotate`, {});
+      expect(expired.status).toBe(409);
+      expect(expired.body.error.code).toBe('key_expired');
     });
 
     it('rotates with a 24 h grace period by default', async () => {
@@ -352,6 +359,7 @@ describe('admin API: users, keys, audit', () => {
       const user = await newUser(10);
       const key = await newKey(user.id);
       await api('PATCH', `/admin/keys/${key.id}`, { name: 'audited' });
+      await api('PATCH', `/admin/keys/${key.id}`, {});
       const rotated = await api<KeyBody>('POST', `/admin/keys/${key.id}/rotate`, {
         grace_period_seconds: 0,
       });

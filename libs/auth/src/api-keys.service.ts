@@ -88,7 +88,10 @@ export class ApiKeysService {
     const record = await this.db.transaction(async (tx) => {
       const updated = await this.keys.update(id, changes, tx);
       if (!updated) throw keyNotFound();
-      await this.audit.record(actor, 'api_key.update', id, { changes: changeLog(changes) }, tx);
+      const logged = changeLog(changes);
+      // An empty PATCH changes nothing and is not an admin change worth a row.
+      if (Object.keys(logged).length > 0)
+        await this.audit.record(actor, 'api_key.update', id, { changes: logged }, tx);
       return updated;
     }, 'api_key_update');
     await this.cache.invalidate({ ids: [id], hashes: [record.keyHash] });
@@ -112,6 +115,14 @@ export class ApiKeysService {
       if (!current) throw keyNotFound();
       if (current.revokedAt && current.revokedAt.getTime() <= now)
         throw new ApiError(409, 'conflict_error', 'key_revoked', 'A revoked key cannot be rotated');
+      // The replacement would inherit the past expiry and be dead on arrival.
+      if (current.expiresAt && current.expiresAt.getTime() <= now)
+        throw new ApiError(
+          409,
+          'conflict_error',
+          'key_expired',
+          'An expired key cannot be rotated; create a new key instead',
+        );
       const replacement = await this.keys.insert(
         {
           userId: current.userId,
