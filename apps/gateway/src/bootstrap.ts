@@ -31,7 +31,7 @@ export async function createGateway(
       requestIdFrom(req.headers),
     forceCloseConnections: 'idle',
     return503OnClosing: true,
-    trustProxy: true,
+    trustProxy: config.http.trustProxy,
   });
   const app = await NestFactory.create<NestFastifyApplication>(
     AppModule.forRoot(config, logger),

@@ -12,6 +12,18 @@ export class ConfigValidationError extends Error {
 
 export type AppConfig = ReturnType<typeof buildConfig>;
 
+/**
+ * Whose X-Forwarded-For to believe. Trusting every hop lets a client pick its own IP and
+ * dodge per-IP limits, so the default trusts none; behind an ingress set the hop count or CIDRs.
+ */
+function parseTrustProxy(raw: string): boolean | number | string {
+  const value = raw.trim();
+  if (value === '' || value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value;
+}
+
 function buildConfig(env: NodeJS.ProcessEnv) {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
@@ -32,6 +44,7 @@ function buildConfig(env: NodeJS.ProcessEnv) {
       port: e.PORT,
       host: e.HOST,
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
+      trustProxy: parseTrustProxy(e.TRUST_PROXY),
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     },
     database: {

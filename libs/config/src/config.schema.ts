@@ -139,6 +139,8 @@ export const envSchema = z.object({
   UPSTREAM_POOL_CONNECTIONS: int(64, 1, 10000),
   UPSTREAM_RETRY_BACKOFF_MS: int(100, 0, 10000),
   BODY_LIMIT_BYTES: int(10 * 1024 * 1024, 1024),
+  /** false (default), true, a hop count, or comma-separated trusted proxy addresses/CIDRs. */
+  TRUST_PROXY: z.string().default('false'),
   REQUEST_LOG_RETENTION_DAYS: int(30, 1),
   REQUEST_LOG_BUFFER_MAX: int(10000, 1),
   JOB_WORKER_ENABLED: bool(true),

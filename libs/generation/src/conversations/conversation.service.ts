@@ -79,7 +79,9 @@ export class ConversationService {
     let state = EMPTY_CONVERSATION;
     try {
       const raw = await this.redis.store.get(this.key(userId, id));
-      if (raw) state = JSON.parse(raw) as ConversationState;
+      const parsed = raw ? (JSON.parse(raw) as Partial<ConversationState>) : undefined;
+      if (parsed && Array.isArray(parsed.system) && Array.isArray(parsed.turns))
+        state = { system: parsed.system, turns: parsed.turns };
     } catch (err) {
       this.logger.warn(
         { err: (err as Error).message },
