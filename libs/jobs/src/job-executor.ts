@@ -2,17 +2,24 @@ import type { Principal } from '@app/auth';
 import type { Usage } from '@app/credits';
 import type { JobType } from './jobs.types';
 
-/** Who submitted the job, carried in the queue message so the worker can act on their behalf. */
-export type JobPrincipal = Pick<
-  Principal,
-  'userId' | 'apiKeyId' | 'keyPrefix' | 'scopes' | 'cacheScope'
->;
+/** Who submitted the job, carried in the queue message so the worker acts on their behalf. */
+export type JobPrincipal = Principal;
+
+/**
+ * Set in a generation context's `state` when a job worker runs it. Its credits were reserved at
+ * submit (and are settled by the jobs module) and its rate limit was counted at submit, so
+ * pipeline plugins that bill or count must skip a context that carries it. A plain string (not
+ * a Symbol exported from here) so that plugins can test it without importing libs/jobs.
+ */
+export const PREPAID_JOB_STATE = 'switchyard:prepaid-job';
 
 export interface GenerationResult {
   /** The response body the synchronous endpoint would have answered. */
   result: unknown;
   model: string;
   provider?: string;
+  /** Answered from the response cache (billed at CACHE_HIT_PRICE, like the sync path). */
+  cached: boolean;
   usage: Usage;
 }
 
@@ -25,6 +32,7 @@ export abstract class JobExecutor {
   abstract validate(type: JobType, request: Record<string, unknown>): void | Promise<void>;
 
   abstract execute(
+    jobId: string,
     type: JobType,
     request: Record<string, unknown>,
     principal: JobPrincipal,

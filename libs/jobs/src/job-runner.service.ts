@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
+import { APP_CONFIG, AppConfig } from '@app/config';
 import { CreditsService } from '@app/credits';
 import { ApiError, LOGGER, runWithRequestContext } from '@app/observability';
 import { GenerationJobsRepository } from './generation-jobs.repository';
@@ -19,7 +20,15 @@ function failureMessage(err: unknown): string {
 
 /** Jobs queued before the principal travelled with the message: the owner, per-user cache. */
 function fallbackPrincipal(userId: string, apiKeyId: string | null): JobPrincipal {
-  return { userId, apiKeyId: apiKeyId ?? '', keyPrefix: '', scopes: ['jobs'], cacheScope: 'user' };
+  return {
+    userId,
+    apiKeyId: apiKeyId ?? '',
+    keyPrefix: '',
+    scopes: ['jobs'],
+    rateLimitPerMinute: null,
+    rateLimitPerHour: null,
+    cacheScope: 'user',
+  };
 }
 
 /**
@@ -38,6 +47,7 @@ export class JobRunner {
     private readonly events: JobEvents,
     private readonly executor: JobExecutor,
     private readonly credits: CreditsService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -74,6 +84,7 @@ export class JobRunner {
       let generated: GenerationResult;
       try {
         generated = await this.executor.execute(
+          job.id,
           job.type,
           job.input,
           delivery.principal ?? fallbackPrincipal(job.userId, job.apiKeyId),
@@ -91,7 +102,9 @@ export class JobRunner {
       } finally {
         this.running.delete(job.id);
       }
-      const cost = this.credits.priceOf(generated.model, generated.usage);
+      const cost = generated.cached
+        ? this.config.cache.hitPrice
+        : this.credits.priceOf(generated.model, generated.usage);
       const finished = await this.lifecycle.finish(
         job.id,
         { status: 'succeeded', result: generated.result, creditsCharged: cost },

@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { GenerationModule } from '@app/generation';
 import { AdminJobsController } from './admin-jobs.controller';
 import { GenerationJobsRepository } from './generation-jobs.repository';
 import { JobEvents } from './job-events.service';
@@ -18,6 +19,7 @@ import { JobsWebSocketServer } from './jobs-websocket.server';
  * WebSocket updates at /v1/ws, the stuck-job reaper and the daily retention.
  */
 @Module({
+  imports: [GenerationModule],
   controllers: [JobsController, AdminJobsController],
   providers: [
     GenerationJobsRepository,

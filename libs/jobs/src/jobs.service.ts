@@ -73,13 +73,7 @@ export class JobsService {
       requestId,
       idempotencyKey: `job:${id}`,
     });
-    const carried: JobPrincipal = {
-      userId: principal.userId,
-      apiKeyId: principal.apiKeyId,
-      keyPrefix: principal.keyPrefix,
-      scopes: principal.scopes,
-      cacheScope: principal.cacheScope,
-    };
+    const carried: JobPrincipal = { ...principal };
     let job: JobRecord;
     try {
       job = await this.database.transaction(async (tx) => {

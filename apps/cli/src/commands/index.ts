@@ -1,8 +1,10 @@
 import { CliCommand } from '../cli-command';
 import { createAdminCommand } from './create-admin.command';
 import { creditsGrantCommand } from './credits-grant.command';
+import { jobsClearStuckCommand } from './jobs-clear-stuck.command';
 import { keysCreateCommand } from './keys-create.command';
 import { migrateCommand } from './migrate.command';
+import { maintenanceRetentionCommand } from './maintenance-retention.command';
 
 /** Every operator command; modules add theirs here. */
 export const COMMANDS: CliCommand[] = [
@@ -10,4 +12,6 @@ export const COMMANDS: CliCommand[] = [
   createAdminCommand,
   keysCreateCommand,
   creditsGrantCommand,
+  jobsClearStuckCommand,
+  maintenanceRetentionCommand,
 ];

@@ -1,0 +1,35 @@
+import { AuditService } from '@app/auth';
+import { JobsService } from '@app/jobs';
+import { CliCommand, parseOptions } from '../cli-command';
+
+const USAGE = 'jobs:clear-stuck [--older-than-minutes <n>]';
+
+/**
+ * Seed 004 "Clear Stuck Jobs" without the API: pending or generating jobs created more than N
+ * minutes ago (default JOB_STUCK_TIMEOUT_MINUTES) become failed and their credits are refunded.
+ * Prints `{"cleared": n, "ids": [...]}`.
+ */
+export const jobsClearStuckCommand: CliCommand = {
+  name: 'jobs:clear-stuck',
+  usage: USAGE,
+  description: 'Fail and refund jobs stuck in pending/generating (seed 004)',
+  async run(ctx, args) {
+    const { values } = parseOptions(args);
+    const raw = values.get('older-than-minutes');
+    const minutes = raw === undefined ? ctx.config.jobs.stuckTimeoutMinutes : Number(raw);
+    if (!Number.isSafeInteger(minutes) || minutes < 1) {
+      ctx.print(`usage: npm run cli -- ${USAGE}  (minutes: a whole number, at least 1)`);
+      return 2;
+    }
+    const app = await ctx.app();
+    const result = await app.get(JobsService).clearStuck(minutes, 'stuck job cleared by admin');
+    await app.get(AuditService).record('cli', 'jobs.clear_stuck', null, {
+      older_than_minutes: minutes,
+      cleared: result.cleared,
+    });
+    ctx.print(
+      JSON.stringify({ cleared: result.cleared, older_than_minutes: minutes, ids: result.ids }),
+    );
+    return 0;
+  },
+};
