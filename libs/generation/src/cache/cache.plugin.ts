@@ -12,6 +12,8 @@ import { ResponseCacheService } from './response-cache.service';
 
 const STORE_KEY = Symbol('cache.storeKey');
 const HIT_CHARGE = Symbol('cache.hitCharge');
+/** Set by job workers: the job was billed at submit and settles a hit at CACHE_HIT_PRICE itself. */
+const PREPAID_JOB_STATE = 'switchyard:prepaid-job';
 
 /**
  * The response cache in the chat pipeline. Runs after conversations (order 20: the key covers
@@ -39,7 +41,7 @@ export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
     ctx.responseHeaders['x-cache'] = found.result;
     if (found.storeKey) ctx.state.set(STORE_KEY, found.storeKey);
     if (found.result !== 'hit' || !found.completion) return undefined;
-    if (this.cache.hitPrice > 0) {
+    if (this.cache.hitPrice > 0 && !ctx.state.has(PREPAID_JOB_STATE)) {
       // Held before the answer goes out (402 when the balance cannot cover it), settled in finish.
       const reservation = await this.credits.reserve({
         userId: ctx.principal.userId,
