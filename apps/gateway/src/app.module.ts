@@ -11,6 +11,7 @@ import { JobsModule } from '@app/jobs';
 import { ApiExceptionFilter, ObservabilityModule } from '@app/observability';
 import { RateLimitModule } from '@app/rate-limit';
 import { RedisModule } from '@app/redis';
+import { SessionsModule } from '@app/sessions';
 
 @Module({})
 export class AppModule {
@@ -29,6 +30,7 @@ export class AppModule {
         GenerationModule,
         ConversationsModule,
         ResponseCacheModule,
+        SessionsModule,
         JobsModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: ApiExceptionFilter }],

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { envSchema } from './config.schema';
 
 /** Minimum length for secrets that protect tokens or credentials in production. */
@@ -72,6 +73,16 @@ function buildConfig(env: NodeJS.ProcessEnv) {
       encryptionKey: e.SESSION_ENCRYPTION_KEY,
       encryptionKeyPrevious: e.SESSION_ENCRYPTION_KEY_PREVIOUS,
       healthCheckIntervalSeconds: e.SESSION_HEALTH_CHECK_INTERVAL,
+      failureWindow: e.SESSION_FAILURE_WINDOW,
+      failureMinSample: e.SESSION_FAILURE_MIN_SAMPLE,
+      failureRateThreshold: e.SESSION_FAILURE_RATE_THRESHOLD,
+      cooldownSeconds: e.SESSION_COOLDOWN_SECONDS,
+      probeTimeoutMs: e.SESSION_PROBE_TIMEOUT_MS,
+      /** Where a development key is kept when SESSION_ENCRYPTION_KEY is unset (never in production). */
+      devKeyFile: path.join(
+        path.dirname(path.resolve(e.EMBEDDED_PG_DIR)),
+        'session-encryption.key',
+      ),
     },
     cache: {
       defaultTtlSeconds: e.CACHE_DEFAULT_TTL,

@@ -58,6 +58,21 @@ const duration = (fallback: string) =>
       return Number(match[1]) * unit;
     });
 
+/** A fraction between 0 and 1 (e.g. 0.5). */
+const ratio = (fallback: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return fallback;
+      const n = Number(v);
+      if (!Number.isFinite(n) || n <= 0 || n > 1) {
+        ctx.addIssue({ code: 'custom', message: 'expected a number above 0 and at most 1' });
+        return z.NEVER;
+      }
+      return n;
+    });
+
 const hexKey = z
   .string()
   .optional()
@@ -105,6 +120,11 @@ export const envSchema = z.object({
   SESSION_ENCRYPTION_KEY: hexKey,
   SESSION_ENCRYPTION_KEY_PREVIOUS: hexKey,
   SESSION_HEALTH_CHECK_INTERVAL: int(60, 1),
+  SESSION_FAILURE_WINDOW: int(20, 1, 1000),
+  SESSION_FAILURE_MIN_SAMPLE: int(5, 1, 1000),
+  SESSION_FAILURE_RATE_THRESHOLD: ratio(0.5),
+  SESSION_COOLDOWN_SECONDS: int(30, 1),
+  SESSION_PROBE_TIMEOUT_MS: int(5000, 100),
   CACHE_DEFAULT_TTL: int(3600, 0),
   CACHE_HIT_PRICE: int(0, 0),
   CACHE_MEMORY_MAX_BYTES: int(64 * 1024 * 1024, 1024),

@@ -5,6 +5,8 @@ import { jobsClearStuckCommand } from './jobs-clear-stuck.command';
 import { keysCreateCommand } from './keys-create.command';
 import { migrateCommand } from './migrate.command';
 import { maintenanceRetentionCommand } from './maintenance-retention.command';
+import { sessionsAddCommand } from './sessions-add.command';
+import { sessionsReencryptCommand } from './sessions-reencrypt.command';
 
 /** Every operator command; modules add theirs here. */
 export const COMMANDS: CliCommand[] = [
@@ -12,6 +14,8 @@ export const COMMANDS: CliCommand[] = [
   createAdminCommand,
   keysCreateCommand,
   creditsGrantCommand,
+  sessionsAddCommand,
+  sessionsReencryptCommand,
   jobsClearStuckCommand,
   maintenanceRetentionCommand,
 ];

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { ApiError } from '@app/observability';
+import type { AddSessionInput } from './sessions.service';
+
+const MAX_CREDENTIAL_LENGTH = 8192;
+const MAX_METADATA_BYTES = 8192;
+
+/**
+ * Body of POST /admin/sessions (seed 000: {cookie_text, provider, metadata}). The credential is
+ * sent upstream as a header, so control characters (CR/LF header injection) are refused.
+ */
+const schema = z.object({
+  cookie_text: z
+    .string({ message: 'cookie_text must be a string' })
+    .transform((v) => v.trim())
+    .pipe(
+      z
+        .string()
+        .min(1, 'cookie_text must not be empty')
+        .max(
+          MAX_CREDENTIAL_LENGTH,
+          `cookie_text must be at most ${MAX_CREDENTIAL_LENGTH} characters`,
+        )
+        .regex(/^[^\x00-\x1f\x7f]*$/, 'cookie_text must not contain control characters'),
+    ),
+  provider: z
+    .string({ message: 'provider must be a string' })
+    .regex(
+      /^[A-Za-z0-9._:-]{1,100}$/,
+      'provider must be a provider name (letters, digits, . _ : -)',
+    ),
+  metadata: z
+    .record(z.string(), z.unknown(), { message: 'metadata must be an object' })
+    .optional()
+    .refine((m) => m === undefined || JSON.stringify(m).length <= MAX_METADATA_BYTES, {
+      message: `metadata must be at most ${MAX_METADATA_BYTES} bytes of JSON`,
+    }),
+  expires_at: z
+    .string({ message: 'expires_at must be an ISO 8601 date-time' })
+    .refine((v) => !Number.isNaN(Date.parse(v)), 'expires_at must be an ISO 8601 date-time')
+    .nullable()
+    .optional(),
+});
+
+export function parseAddSession(body: unknown): AddSessionInput {
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw ApiError.badRequest('Request body must be a JSON object');
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw ApiError.badRequest(issue.message, issue.path.map(String).join('.') || null);
+  }
+  const v = parsed.data;
+  return {
+    provider: v.provider,
+    credential: v.cookie_text,
+    metadata: v.metadata ?? {},
+    expiresAt: v.expires_at ? new Date(v.expires_at) : null,
+  };
+}

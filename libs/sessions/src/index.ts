@@ -1,0 +1,10 @@
+export { SessionsModule } from './sessions.module';
+export { SessionPoolService, sessionAuthHeaders } from './session-pool.service';
+export type { SessionLease, SessionCounts } from './session-pool.service';
+export { SessionsService } from './sessions.service';
+export type { SessionView, AddSessionInput } from './sessions.service';
+export { outcomeForStatus } from './session-health.policy';
+export type { SessionOutcome, SessionStatus } from './session-health.policy';
+export { noHealthySessions } from './sessions.errors';
+export type { HealthCheckSummary } from './session-health-check.service';
+export { parseAddSession } from './add-session.dto';

@@ -1,0 +1,299 @@
+import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Client } from 'pg';
+import type { Logger } from 'pino';
+import { request } from 'undici';
+import { APP_CONFIG, AppConfig } from '@app/config';
+import { DatabaseService } from '@app/database';
+import { HealthRegistry } from '@app/health';
+import { LOGGER } from '@app/observability';
+import { SessionCredentials } from './session-credentials';
+import { SessionPoolService, sessionAuthHeaders } from './session-pool.service';
+import { ProviderForProbe, SessionRow, SessionsRepository } from './sessions.repository';
+
+export interface HealthCheckSummary {
+  trigger: 'loop' | 'manual';
+  checked: number;
+  reactivated: number;
+  still_quarantined: number;
+  expired: number;
+  encrypted: number;
+  skipped: number;
+  duration_ms: number;
+  finished_at: string;
+}
+
+type Verdict = 'pass' | 'unauthorized' | 'fail';
+
+/** Session-level advisory lock held by the one replica that runs the loop. */
+const LEADER_LOCK_KEY = 727405001;
+/** setTimeout's ceiling; "safe mode" intervals such as 999999 s stay below it anyway. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const PROBE_CONCURRENCY = 4;
+
+/**
+ * The session health-check loop. Every replica schedules it, but only the replica holding a
+ * Postgres advisory lock runs rounds: the lock lives on a dedicated connection, so it is
+ * released by the server the moment that replica dies or loses the database, and another
+ * replica takes over at its next tick.
+ */
+@Injectable()
+export class SessionHealthCheckService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private lockClient?: Client;
+  private leader = false;
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  private inFlight?: Promise<HealthCheckSummary>;
+  private lastRound?: HealthCheckSummary;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly db: DatabaseService,
+    private readonly repository: SessionsRepository,
+    private readonly credentials: SessionCredentials,
+    private readonly pool: SessionPoolService,
+    private readonly registry: HealthRegistry,
+  ) {}
+
+  get isLeader(): boolean {
+    return this.leader;
+  }
+
+  onApplicationBootstrap(): void {
+    this.registry.register('session_pool', () => this.component());
+    if (!this.config.backgroundTasks) return;
+    void this.start();
+  }
+
+  private async start(): Promise<void> {
+    // Hand-inserted (seed 000) rows must not stay readable in the table after startup.
+    await this.credentials
+      .encryptAllPlaintext()
+      .catch((err) =>
+        this.logger.warn({ err: (err as Error).message }, 'startup session encryption failed'),
+      );
+    await this.tryLead();
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    const ms = Math.min(this.config.sessions.healthCheckIntervalSeconds * 1000, MAX_TIMER_MS);
+    this.timer = setTimeout(() => void this.tick().finally(() => this.schedule()), ms);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped) return;
+    if (this.leader && !(await this.stillLeader())) {
+      this.logger.warn('session health-check leadership lost');
+      this.leader = false;
+    }
+    if (!this.leader && !(await this.tryLead())) return;
+    await this.runRound('loop').catch((err) =>
+      this.logger.error({ err: (err as Error).message }, 'session health check failed'),
+    );
+  }
+
+  private async tryLead(): Promise<boolean> {
+    if (this.stopped) return false;
+    try {
+      if (!this.lockClient) {
+        const client = new Client({
+          connectionString: this.databaseUrl(),
+          connectionTimeoutMillis: this.config.database.connectTimeoutMs,
+          application_name: 'switchyard-session-health',
+        });
+        client.on('error', () => this.dropLock());
+        client.on('end', () => this.dropLock());
+        await client.connect();
+        this.lockClient = client;
+      }
+      const rows = await this.lockClient.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock($1) AS locked',
+        [LEADER_LOCK_KEY],
+      );
+      this.leader = rows.rows[0]?.locked === true;
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message }, 'session health-check lock not taken');
+      this.dropLock();
+    }
+    if (this.leader) {
+      this.logger.info(
+        { interval_seconds: this.config.sessions.healthCheckIntervalSeconds },
+        'Health check loop started',
+      );
+    } else {
+      // Followers keep no idle connection open while they wait.
+      this.closeLockClient();
+    }
+    return this.leader;
+  }
+
+  private async stillLeader(): Promise<boolean> {
+    try {
+      await this.lockClient?.query('SELECT 1');
+      return this.lockClient !== undefined;
+    } catch {
+      this.dropLock();
+      return false;
+    }
+  }
+
+  private dropLock(): void {
+    this.leader = false;
+    this.closeLockClient();
+  }
+
+  private closeLockClient(): void {
+    const client = this.lockClient;
+    this.lockClient = undefined;
+    client?.removeAllListeners('end');
+    client?.on('error', () => undefined);
+    void client?.end().catch(() => undefined);
+  }
+
+  private databaseUrl(): string {
+    const url = (this.db.rawDataSource.options as { url?: string }).url;
+    if (!url) throw new Error('database URL unknown');
+    return url;
+  }
+
+  /** One round now (POST /admin/sessions/health-check uses it on any replica). */
+  runRound(trigger: 'loop' | 'manual'): Promise<HealthCheckSummary> {
+    this.inFlight ??= this.round(trigger).finally(() => (this.inFlight = undefined));
+    return this.inFlight;
+  }
+
+  private async round(trigger: 'loop' | 'manual'): Promise<HealthCheckSummary> {
+    const started = performance.now();
+    const encrypted = await this.credentials.encryptAllPlaintext();
+    let expired = await this.repository.expireDue();
+    const quarantined = await this.repository.quarantined();
+    const names = [...new Set(quarantined.map((s) => s.provider))];
+    const providers = new Map(
+      (names.length ? await this.repository.providers(names) : []).map((p) => [p.name, p]),
+    );
+    let reactivated = 0;
+    let stillQuarantined = 0;
+    let skipped = 0;
+    await forEachLimited(quarantined, PROBE_CONCURRENCY, async (session) => {
+      const verdict = await this.check(session, providers.get(session.provider));
+      if (verdict === undefined) {
+        skipped++;
+        return;
+      }
+      const applied = await this.repository.settleProbe(session.id, verdict);
+      if (!applied) return;
+      if (verdict === 'pass') reactivated++;
+      else if (verdict === 'unauthorized') expired++;
+      else stillQuarantined++;
+      if (verdict !== 'fail')
+        this.logger.info(
+          { session_id: session.id, provider: session.provider },
+          verdict === 'pass'
+            ? 'session reactivated by health check'
+            : 'session expired: health check credential refused',
+        );
+    });
+    const summary: HealthCheckSummary = {
+      trigger,
+      checked: quarantined.length,
+      reactivated,
+      still_quarantined: stillQuarantined,
+      expired,
+      encrypted,
+      skipped,
+      duration_ms: Math.round(performance.now() - started),
+      finished_at: new Date().toISOString(),
+    };
+    this.lastRound = summary;
+    this.logger.info(summary, 'Health check complete');
+    void this.pool.refreshGauges();
+    return summary;
+  }
+
+  /** undefined: could not be judged (provider unknown, credential unreadable). */
+  private async check(
+    session: SessionRow,
+    provider: ProviderForProbe | undefined,
+  ): Promise<Verdict | undefined> {
+    if (!provider) {
+      this.logger.warn(
+        { session_id: session.id, provider: session.provider },
+        'session belongs to no configured provider; not probed',
+      );
+      return undefined;
+    }
+    let credential: string;
+    try {
+      credential = this.credentials.reveal(session.cookie_text);
+    } catch {
+      return undefined;
+    }
+    return this.probe(provider, credential);
+  }
+
+  /**
+   * The cheapest authenticated call: GET {base_url}/models with the credential. The built-in
+   * mock provider checks no credential, so its sessions always pass.
+   */
+  private async probe(provider: ProviderForProbe, credential: string): Promise<Verdict> {
+    if (provider.kind === 'mock') return 'pass';
+    if (!provider.base_url) return 'fail';
+    const timeout = Math.min(this.config.sessions.probeTimeoutMs, provider.timeout_ms);
+    const mode = provider.session_auth === 'cookie' ? 'cookie' : 'bearer';
+    try {
+      const res = await request(`${provider.base_url.replace(/\/+$/, '')}/models`, {
+        method: 'GET',
+        headers: sessionAuthHeaders(mode, credential),
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+        signal: AbortSignal.timeout(timeout),
+      });
+      await res.body.dump();
+      if (res.statusCode >= 200 && res.statusCode < 300) return 'pass';
+      if (res.statusCode === 401 || res.statusCode === 403) return 'unauthorized';
+      return 'fail';
+    } catch {
+      return 'fail';
+    }
+  }
+
+  private async component() {
+    const counts = await this.pool.counts();
+    const required = new Set(await this.repository.sessionAuthProviders());
+    const starved = [...required].filter((p) => (counts[p]?.healthy ?? 0) === 0);
+    return {
+      name: 'session_pool',
+      status: starved.length > 0 ? ('degraded' as const) : ('up' as const),
+      details: {
+        providers: counts,
+        without_healthy_sessions: starved,
+        health_check: {
+          leader: this.leader,
+          interval_seconds: this.config.sessions.healthCheckIntervalSeconds,
+          last_round: this.lastRound ?? null,
+        },
+      },
+    };
+  }
+
+  onApplicationShutdown(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.dropLock();
+  }
+}
+
+async function forEachLimited<T>(
+  items: T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]);
+  });
+  await Promise.all(lanes);
+}
