@@ -4,7 +4,7 @@
 // functions by self time, and self time grouped by package (node_modules/<pkg>, our
 // libs/<name>, node internals, GC, idle).
 //
-//   node bench/profile.js <file.cpuprofile> [top N]
+//   node bench/profile.js <file.cpuprofile> [top N] [skip first ms]
 const fs = require('node:fs');
 
 /** Where a frame's code lives, for grouping. */
@@ -26,14 +26,20 @@ function packageOf(url, functionName) {
   return url.replace(/^file:\/\//, '');
 }
 
-/** Self time in ms per frame and per package. */
-function analyze(profile) {
+/**
+ * Self time in µs per frame and per package. `skipMs` leaves out the first milliseconds of
+ * the profile (start-up: module loading, Nest wiring) so only the load is counted.
+ */
+function analyze(profile, skipMs = 0) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map();
   const { samples, timeDeltas } = profile;
+  let at = 0;
   for (let i = 0; i < samples.length; i++) {
     // timeDeltas[i] is the time since the previous sample; it is charged to sample i.
     const delta = timeDeltas[i] ?? 0;
+    at += delta;
+    if (at < skipMs * 1000) continue;
     selfUs.set(samples[i], (selfUs.get(samples[i]) ?? 0) + delta);
   }
   const frames = new Map();
@@ -57,12 +63,44 @@ function analyze(profile) {
     packages.set(pkg, (packages.get(pkg) ?? 0) + us);
   }
   const sorted = (m) => [...m.entries()].sort((a, b) => b[1] - a[1]);
-  return { totalUs, idleUs, frames: sorted(frames), packages: sorted(packages) };
+  return {
+    totalUs,
+    idleUs,
+    frames: sorted(frames),
+    packages: sorted(packages),
+    ours: sorted(inclusiveOfOurs(profile, selfUs, byId)),
+  };
 }
 
-function summarizeProfile(file, top = 25) {
+/**
+ * Inclusive time (the function and everything it called) of our own functions (dist/libs,
+ * dist/apps): which step of the pipeline the self time above belongs to. A function that
+ * appears several times on one stack is counted once.
+ */
+function inclusiveOfOurs(profile, selfUs, byId) {
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const totals = new Map();
+  for (const [id, us] of selfUs) {
+    if (packageOf(byId.get(id).callFrame.url, byId.get(id).callFrame.functionName) === '(idle)') {
+      continue;
+    }
+    const seen = new Set();
+    for (let cur = id; cur !== undefined; cur = parent.get(cur)) {
+      const { functionName, url, lineNumber } = byId.get(cur).callFrame;
+      if (!/\/(libs|apps)\//.test(url) || url.includes('node_modules')) continue;
+      const key = `${functionName || '(anonymous)'} ${url.replace(/^.*?dist\//, '')}:${lineNumber + 1}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      totals.set(key, (totals.get(key) ?? 0) + us);
+    }
+  }
+  return totals;
+}
+
+function summarizeProfile(file, top = 25, skipMs = 0) {
   const profile = JSON.parse(fs.readFileSync(file, 'utf8'));
-  const a = analyze(profile);
+  const a = analyze(profile, skipMs);
   const pct = (us) => `${((100 * us) / a.totalUs).toFixed(1).padStart(5)} %`;
   const lines = [];
   lines.push(`busy ${(a.totalUs / 1000).toFixed(0)} ms, idle ${(a.idleUs / 1000).toFixed(0)} ms`);
@@ -72,16 +110,21 @@ function summarizeProfile(file, top = 25) {
   lines.push('');
   lines.push(`top ${top} functions by self time:`);
   for (const [frame, us] of a.frames.slice(0, top)) lines.push(`  ${pct(us)}  ${frame}`);
+  lines.push('');
+  lines.push(`top ${top} of our functions by inclusive time (with everything they call):`);
+  for (const [frame, us] of a.ours.slice(0, top)) lines.push(`  ${pct(us)}  ${frame}`);
   return lines.join('\n');
 }
 
 module.exports = { analyze, summarizeProfile, packageOf };
 
 if (require.main === module) {
-  const [file, top] = process.argv.slice(2);
+  const [file, top, skip] = process.argv.slice(2);
   if (!file) {
-    process.stderr.write('usage: node bench/profile.js <file.cpuprofile> [top N]\n');
+    process.stderr.write(
+      'usage: node bench/profile.js <file.cpuprofile> [top N] [skip first ms]\n',
+    );
     process.exit(2);
   }
-  process.stdout.write(`${summarizeProfile(file, Number(top) || 25)}\n`);
+  process.stdout.write(`${summarizeProfile(file, Number(top) || 25, Number(skip) || 0)}\n`);
 }

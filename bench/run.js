@@ -24,7 +24,6 @@ const { replaceBetween, fmt, summarize } = require('./lib/stats');
 const DOCS_FILE = path.join(sy.ROOT, 'docs/performance.md');
 const DOCS_START = '<!-- bench:results:start (written by npm run bench) -->';
 const DOCS_END = '<!-- bench:results:end -->';
-const DB_PROCESS_NAMES = ['postgres', 'redis-server'];
 
 const settings = readSettings(process.env);
 const stamp = new Date()
@@ -42,19 +41,19 @@ function log(line = '') {
   process.stdout.write(`${line}\n`);
 }
 
-const state = { servers: {}, database: null, redisPrefix: null, cleaning: null };
+const state = { servers: {}, databases: [], redisPrefixes: [], cleaning: null };
 
 async function cleanup() {
   state.cleaning ??= (async () => {
     await proc.stopAll();
-    if (state.database && !settings.keepDatabase) {
-      await sy.dropDatabase(settings.adminDatabaseUrl, state.database.name).catch((err) => {
-        process.stderr.write(`could not drop ${state.database.name}: ${err.message}\n`);
+    for (const db of settings.keepDatabase ? [] : state.databases) {
+      await sy.dropDatabase(settings.adminDatabaseUrl, db.name).catch((err) => {
+        process.stderr.write(`could not drop ${db.name}: ${err.message}\n`);
       });
     }
-    if (state.redisPrefix) {
-      await sy.cleanRedis(settings.redisUrl, state.redisPrefix).catch((err) => {
-        process.stderr.write(`could not delete Redis keys ${state.redisPrefix}*: ${err.message}\n`);
+    for (const prefix of state.redisPrefixes) {
+      await sy.cleanRedis(settings.redisUrl, prefix).catch((err) => {
+        process.stderr.write(`could not delete Redis keys ${prefix}*: ${err.message}\n`);
       });
     }
   })();
@@ -100,34 +99,46 @@ async function startPortkey(peers, cpu) {
   return { ...server, url: `http://127.0.0.1:${port}` };
 }
 
-async function startSwitchyard(mockUrl, cpu) {
+/**
+ * One Switchyard instance with its own database and Redis prefix. `asyncCommit` sets
+ * synchronous_commit=off on that database (a Postgres setting, no code change): the variant
+ * shows how much of the billing cost is waiting for the WAL flush of each commit.
+ */
+async function startSwitchyard(name, mockUrl, cpu, { asyncCommit = false } = {}) {
   sy.ensureBuilt(log);
-  state.redisPrefix = `sybench${randomBytes(3).toString('hex')}:`;
-  state.database = await sy.createDatabase(
+  const redisPrefix = `sybench${randomBytes(3).toString('hex')}:`;
+  state.redisPrefixes.push(redisPrefix);
+  const database = await sy.createDatabase(
     settings.adminDatabaseUrl,
     `${stamp}_${randomBytes(2).toString('hex')}`,
   );
-  const migrated = sy.migrate(state.database.url);
-  log(`database ${state.database.name}: ${migrated.split('\n')[0]}`);
+  state.databases.push(database);
+  const migrated = sy.migrate(database.url);
+  if (asyncCommit) await sy.setSynchronousCommit(settings.adminDatabaseUrl, database.name, 'off');
+  log(
+    `${name}: database ${database.name}${asyncCommit ? ' (synchronous_commit=off)' : ''}: ${migrated.split('\n')[0]}`,
+  );
   const port = await proc.freePort();
   const { env, bootstrapKey } = sy.gatewayEnv({
     port,
-    databaseUrl: state.database.url,
+    databaseUrl: database.url,
     redisUrl: settings.redisUrl,
-    redisPrefix: state.redisPrefix,
+    redisPrefix,
     providersFile: sy.writeProvidersFile(runDir, mockUrl),
     logLevel: settings.logLevel,
   });
-  const nodeArgs = settings.cpuProfile
-    ? ['--cpu-prof', `--cpu-prof-dir=${path.join(runDir, 'prof')}`]
-    : [];
+  const nodeArgs =
+    settings.cpuProfile && name === 'switchyard'
+      ? ['--cpu-prof', `--cpu-prof-dir=${path.join(runDir, 'prof')}`]
+      : [];
+  const startedAt = Date.now();
   const server = proc.startServer({
-    name: 'switchyard',
+    name,
     command: process.execPath,
     args: [...nodeArgs, sy.GATEWAY_MAIN],
     env,
     cpu,
-    logFile: path.join(runDir, 'switchyard.log'),
+    logFile: path.join(runDir, `${name}.log`),
   });
   await proc.waitForPort(server, port);
   const url = `http://127.0.0.1:${port}`;
@@ -138,14 +149,50 @@ async function startSwitchyard(mockUrl, cpu) {
     key = bootstrapKey;
     keySource = `bootstrap key from API_KEYS (admin API path unavailable: ${viaAdmin.reason})`;
   }
-  return { ...server, url, key, keySource, env };
+  return { ...server, url, key, keySource, env, startedAt, database };
+}
+
+/**
+ * Database operations per chat request, from the gateway's own metrics
+ * (gateway_db_query_duration_seconds_count by operation over http_requests_total of the chat
+ * route): the evidence for how many round trips the pipeline makes.
+ */
+async function dbOperationsPerRequest() {
+  const gw = state.servers.switchyard;
+  if (!gw) return null;
+  let text;
+  try {
+    const res = await fetch(`${gw.url}/metrics`);
+    if (!res.ok) return null;
+    text = await res.text();
+  } catch {
+    return null;
+  }
+  fs.writeFileSync(path.join(settings.resultsDir, `${runName}.metrics.txt`), text);
+  const ops = new Map();
+  let chat = 0;
+  for (const line of text.split('\n')) {
+    const op = /^gateway_db_query_duration_seconds_count\{.*operation="([^"]+)".*\} (\S+)/.exec(
+      line,
+    );
+    if (op) ops.set(op[1], (ops.get(op[1]) ?? 0) + Number(op[2]));
+    const req = /^http_requests_total\{(.*)\} (\S+)/.exec(line);
+    if (req && req[1].includes('route="/v1/chat/completions"')) chat += Number(req[2]);
+  }
+  if (!chat) return null;
+  return {
+    chat,
+    ops: [...ops.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([op, n]) => ({ op, n, perRequest: n / chat })),
+  };
 }
 
 // ---------------------------------------------------------------------------------------
 // Targets: one row each. Every target gets the same request shape; only the model name
 // (priced or free) and the id inside the user message differ.
 
-function requestBody({ model, stream, unique }) {
+function requestBody({ model, stream, unique, temperature = 0 }) {
   return JSON.stringify({
     model,
     messages: [
@@ -156,7 +203,7 @@ function requestBody({ model, stream, unique }) {
       },
     ],
     max_tokens: 32,
-    temperature: 0,
+    temperature,
     ...(stream ? { stream: true } : {}),
   });
 }
@@ -197,6 +244,17 @@ function makeTargets(servers) {
     t.switchyard = { ...gw, model: sy.PRICED_MODEL };
     t['switchyard-nobill'] = { ...gw, model: sy.FREE_MODEL };
     t['switchyard-hit'] = { ...gw, model: sy.PRICED_MODEL, fixedBody: true };
+    // temperature > 0: not deterministic, so the cache is bypassed (no Redis get/set).
+    t['switchyard-nobill-nocache'] = { ...gw, model: sy.FREE_MODEL, temperature: 0.7 };
+  }
+  if (servers.switchyardAsync) {
+    const async = servers.switchyardAsync;
+    t['switchyard-async'] = {
+      url: `${async.url}${path}`,
+      headers: { ...json, authorization: `Bearer ${async.key}` },
+      pid: async.pid,
+      model: sy.PRICED_MODEL,
+    };
   }
   return t;
 }
@@ -207,7 +265,12 @@ function targetFor(base, name, scenario) {
     url: base.url,
     headers: base.headers,
     pid: base.pid,
-    body: requestBody({ model: base.model, stream: scenario.stream, unique: !base.fixedBody }),
+    body: requestBody({
+      model: base.model,
+      stream: scenario.stream,
+      unique: !base.fixedBody,
+      temperature: base.temperature,
+    }),
   };
 }
 
@@ -220,32 +283,37 @@ function serverPids() {
     .map((s) => s.pid);
 }
 
-/** CPU snapshot: the target's tree, the mock, Postgres+Redis, everything of ours, the machine. */
+/** CPU snapshot: the target's tree, the mock, our Postgres+Redis, the servers we started, the machine. */
 function snapshot(targetPid) {
   const table = procstat.processTable();
   const tree = procstat.treeUsage(targetPid, table);
   let ours = procstat.selfTicks();
   for (const pid of serverPids()) ours += procstat.treeUsage(pid, table)?.ticks ?? 0;
-  const db = procstat.ticksByName(DB_PROCESS_NAMES, table);
   return {
     serverTicks: tree?.ticks ?? null,
     rssBytes: tree?.rssBytes ?? null,
+    io: procstat.syscalls(targetPid),
     mockTicks: procstat.treeUsage(state.servers.mock?.pid, table)?.ticks ?? 0,
-    dbTicks: db,
-    ours: ours + db,
+    dataStores: procstat.dataStoreTicks(
+      state.databases.map((d) => d.name),
+      table,
+    ),
+    ours,
     machine: procstat.machineTicks(),
   };
 }
 
 function usageBetween(a, b, elapsed) {
   const hz = procstat.clockTicks;
-  const other = b.machine.busy - a.machine.busy - (b.ours - a.ours);
+  const dbTicks = procstat.ticksBetween(a.dataStores, b.dataStores);
+  const other = b.machine.busy - a.machine.busy - (b.ours - a.ours) - dbTicks;
   return {
     serverTicks:
       a.serverTicks == null || b.serverTicks == null ? null : b.serverTicks - a.serverTicks,
     rssBytes: b.rssBytes,
     mockTicks: b.mockTicks - a.mockTicks,
-    dbTicks: b.dbTicks - a.dbTicks,
+    dbTicks,
+    syscalls: a.io && b.io ? b.io.reads - a.io.reads + (b.io.writes - a.io.writes) : null,
     otherPct: Math.max(0, (100 * other) / hz / elapsed),
     stealPct: (100 * (b.machine.steal - a.machine.steal)) / hz / elapsed,
   };
@@ -518,8 +586,20 @@ async function main() {
     state.servers.portkey = await startPortkey(peers, serverCpu);
   }
   if ([...wanted].some((n) => n.startsWith('switchyard'))) {
-    state.servers.switchyard = await startSwitchyard(state.servers.mock.url, serverCpu);
+    state.servers.switchyard = await startSwitchyard(
+      'switchyard',
+      state.servers.mock.url,
+      serverCpu,
+    );
     meta.keySource = state.servers.switchyard.keySource;
+    if (wanted.has('switchyard-async') && !settings.skip.has('switchyard-async')) {
+      state.servers.switchyardAsync = await startSwitchyard(
+        'switchyard-async',
+        state.servers.mock.url,
+        serverCpu,
+        { asyncCommit: true },
+      );
+    }
     log(
       `switchyard ${state.servers.switchyard.url} (pid ${state.servers.switchyard.pid}); key: ${meta.keySource}`,
     );
@@ -529,7 +609,7 @@ async function main() {
   if (settings.prewarm > 0) {
     // JIT warm-up once per server so that round 1 is not slower than round 2.
     await setMockTiming(0, 0);
-    for (const name of ['direct', 'bare', 'portkey', 'switchyard']) {
+    for (const name of ['direct', 'bare', 'portkey', 'switchyard', 'switchyard-async']) {
       if (!allTargets[name] || settings.skip.has(name) || !wanted.has(name)) continue;
       const target = targetFor(allTargets[name], name, { stream: false });
       await load.runAutocannon(autocannon, target, {
@@ -540,6 +620,7 @@ async function main() {
     }
     log(`prewarm: ${settings.prewarm} s per server at c=64 (not measured)`);
   }
+  const measureFrom = Date.now();
 
   const results = [];
   for (const scenario of settings.scenarios) {
@@ -569,12 +650,22 @@ async function main() {
     for (const w of warns) log(`warning: ${w}`);
   }
 
+  const dbOps = await dbOperationsPerRequest();
+  if (dbOps) {
+    log('');
+    log(`database operations per chat request (${dbOps.chat} chat requests, all rows):`);
+    for (const o of dbOps.ops) log(`  ${o.perRequest.toFixed(3).padStart(7)}  ${o.op}`);
+  }
+  const gatewayStartedAt = state.servers.switchyard?.startedAt;
   await cleanup();
   const profile = topFrames(path.join(runDir, 'prof'));
   if (profile) {
+    const skipMs = gatewayStartedAt ? measureFrom - gatewayStartedAt : 0;
     log('');
-    log(`CPU profile of the gateway: ${profile}`);
-    log(require('./profile').summarizeProfile(profile, 25));
+    log(
+      `CPU profile of the gateway: ${profile} (start-up and prewarm, the first ${skipMs} ms, left out)`,
+    );
+    log(require('./profile').summarizeProfile(profile, 30, skipMs));
   }
   log(`total bench time ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
@@ -588,6 +679,7 @@ async function main() {
         meta,
         settings: { ...settings, skip: [...settings.skip] },
         goals,
+        dbOps,
         results: results.map(({ scenario, rows, soak: s }) => ({ scenario, rows, soak: s })),
       },
       null,

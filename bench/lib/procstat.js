@@ -60,11 +60,57 @@ function treeUsage(rootPid, table = processTable()) {
   return { ticks, rssBytes };
 }
 
-/** Ticks of every process whose name is in `names` (Postgres backends, redis-server). */
-function ticksByName(names, table = processTable()) {
-  let ticks = 0;
-  for (const row of table) if (names.includes(row.comm)) ticks += row.ticks;
+function cmdline(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * CPU ticks, per PID, of the data stores serving the bench's databases: redis-server, the Postgres
+ * server's own processes (postmaster, WAL writer, checkpointer...) and the backends connected
+ * to one of `databases`. Backends and autovacuum workers of other databases (other test runs on the
+ * same server) are left out; Postgres shows the database in each backend's process title.
+ */
+function dataStoreTicks(databases, table = processTable()) {
+  const ticks = new Map();
+  for (const row of table) {
+    if (row.comm === 'redis-server') {
+      ticks.set(row.pid, row.ticks);
+      continue;
+    }
+    if (row.comm !== 'postgres') continue;
+    const title = cmdline(row.pid);
+    const servesADatabase = title.includes('(') || title.includes('autovacuum worker');
+    if (!servesADatabase || databases.some((db) => title.includes(` ${db} `))) {
+      ticks.set(row.pid, row.ticks);
+    }
+  }
   return ticks;
+}
+
+/**
+ * Ticks used between two dataStoreTicks() snapshots. Processes that started in between count
+ * whole; processes that ended are lost (never negative).
+ */
+function ticksBetween(before, after) {
+  let sum = 0;
+  for (const [pid, t] of after) sum += Math.max(0, t - (before.get(pid) ?? 0));
+  return sum;
+}
+
+/** read/write system calls made so far by one process (/proc/<pid>/io), or null. */
+function syscalls(pid) {
+  if (!pid) return null;
+  try {
+    const io = fs.readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name) => Number(new RegExp(`^${name}: (\\d+)`, 'm').exec(io)?.[1] ?? NaN);
+    return { reads: field('syscr'), writes: field('syscw') };
+  } catch {
+    return null;
+  }
 }
 
 /** Machine-wide busy (user + nice + system) and steal ticks from /proc/stat. */
@@ -88,8 +134,10 @@ module.exports = {
   clockTicks,
   processTable,
   treeUsage,
-  ticksByName,
+  dataStoreTicks,
+  ticksBetween,
   machineTicks,
   selfTicks,
+  syscalls,
   parseStat,
 };

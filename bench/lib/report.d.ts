@@ -4,6 +4,7 @@ export interface RunUsage {
   rssBytes: number | null;
   dbTicks: number;
   mockTicks: number;
+  syscalls?: number | null;
   otherPct: number;
   stealPct: number;
 }

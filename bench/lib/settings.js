@@ -19,6 +19,22 @@ function flag(env, name, fallback) {
 }
 
 /**
+ * The full pipeline and its variants, so each stage's cost shows as the difference between
+ * two rows: switchyard-async (Postgres commits without waiting for the WAL flush),
+ * switchyard-nobill (a free model: no credit writes), switchyard-nobill-nocache (also no
+ * cache lookup/store).
+ */
+const STAGES = [
+  'direct',
+  'bare',
+  'portkey',
+  'switchyard',
+  'switchyard-async',
+  'switchyard-nobill',
+  'switchyard-nobill-nocache',
+];
+
+/**
  * Scenarios. `targets` are row names (see targets in run.js). mode: 'load' (autocannon),
  * 'ttfc' (sequential streaming client), 'soak' (long run with RSS samples).
  */
@@ -31,7 +47,7 @@ function scenarios(s) {
       c: 1,
       delayMs: 0,
       stream: false,
-      targets: ['direct', 'bare', 'portkey', 'switchyard', 'switchyard-nobill'],
+      targets: STAGES,
     },
     {
       id: 'chat-c64',
@@ -40,7 +56,7 @@ function scenarios(s) {
       c: 64,
       delayMs: 0,
       stream: false,
-      targets: ['direct', 'bare', 'portkey', 'switchyard', 'switchyard-nobill'],
+      targets: STAGES,
     },
     {
       id: 'chat-c64-50ms',
@@ -49,7 +65,7 @@ function scenarios(s) {
       c: 64,
       delayMs: 50,
       stream: false,
-      targets: ['direct', 'bare', 'portkey', 'switchyard'],
+      targets: ['direct', 'bare', 'portkey', 'switchyard', 'switchyard-async'],
     },
     {
       id: 'stream-c1',

@@ -65,6 +65,12 @@ async function dropDatabase(adminUrl, name) {
   await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
 }
 
+/** A per-database Postgres setting; new connections to that database pick it up. */
+async function setSynchronousCommit(adminUrl, name, value) {
+  if (!['on', 'off'].includes(value)) throw new Error(`bad synchronous_commit ${value}`);
+  await adminQuery(adminUrl, `ALTER DATABASE ${name} SET synchronous_commit = ${value}`);
+}
+
 /** Applies migrations with our own CLI (`npm run cli -- migrate`). */
 function migrate(databaseUrl) {
   return execFileSync(process.execPath, [CLI_MAIN, 'migrate'], {
@@ -234,6 +240,7 @@ module.exports = {
   createDatabase,
   dropDatabase,
   migrate,
+  setSynchronousCommit,
   writeProvidersFile,
   gatewayEnv,
   provisionThroughAdminApi,
