@@ -199,6 +199,25 @@ describe('job maintenance: reaper, clear-stuck, retention', () => {
     expect((await cli(['jobs:clear-stuck', '--older-than-minutes', 'x'], env)).code).toBe(2);
   });
 
+  it("seed 004's plain SQL clear also ends refunded: the reaper's repair pass closes the credits", async () => {
+    const start = await balance(gw, consumer.key);
+    const id = await submit();
+    await age(id, 20);
+    await pg.query(`
+      UPDATE generation_jobs
+      SET status = 'failed', error_message = 'Stuck job cleared by admin', completed_at = NOW()
+      WHERE status IN ('pending', 'generating') AND created_at < NOW() - INTERVAL '10 minutes'`);
+    expect(await balance(gw, consumer.key)).toBe(start - IMAGE_COST);
+    // The repair pass leaves a just-finished job a minute to close its own credits.
+    await pg.query(
+      `UPDATE generation_jobs SET completed_at = now() - interval '2 minutes' WHERE id = $1`,
+      [id],
+    );
+    await waitFor(async () => (await balance(gw, consumer.key)) === start, 10_000, 'repair refund');
+    const row = await pg.query(`SELECT credits_closed_at FROM generation_jobs WHERE id = $1`, [id]);
+    expect(row.rows[0].credits_closed_at).not.toBeNull();
+  });
+
   it('retention drops old request-log partitions, audit rows and finished jobs only', async () => {
     const oldDay = dayName(40);
     const recentDay = dayName(10);

@@ -1,4 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { Client } from 'pg';
 import { newConsumer, TestConsumer } from './support/auth-factory';
@@ -11,6 +12,7 @@ import {
   CHAT_COST,
   chatJob,
   FAST_QUEUE,
+  metric,
   providersFile,
   waitFor,
   waitForStatus,
@@ -19,15 +21,28 @@ import {
 
 const ROOT = path.resolve(__dirname, '..');
 
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 /** A real `worker` process (the TypeScript sources, no build) that a test can SIGKILL. */
 class WorkerProcess {
   readonly lines: string[] = [];
   private child?: ChildProcess;
   private exited?: Promise<void>;
 
+  url = '';
+
   constructor(private readonly env: Record<string, string>) {}
 
   async start(): Promise<this> {
+    const port = await freePort();
+    this.env.WORKER_PORT = String(port);
+    this.url = `http://127.0.0.1:${port}`;
     this.child = spawn(
       process.execPath,
       [
@@ -81,7 +96,7 @@ describe('jobs across replicas and worker processes', () => {
   const workers: WorkerProcess[] = [];
 
   // Short visibility timeout so a lost job comes back within seconds.
-  const queueEnv = { ...FAST_QUEUE, JOB_VISIBILITY_TIMEOUT_SECONDS: '3', JOB_MAX_ATTEMPTS: '2' };
+  const queueEnv = { ...FAST_QUEUE, JOB_VISIBILITY_TIMEOUT_SECONDS: '5', JOB_MAX_ATTEMPTS: '2' };
 
   function workerEnv(): Record<string, string> {
     return {
@@ -170,6 +185,20 @@ describe('jobs across replicas and worker processes', () => {
       onB.close();
     });
 
+    it('fails and refunds an attempt that outlives the visibility timeout, without running it twice', async () => {
+      upstream.always({ mode: 'hang' });
+      const start = await balance(api, consumer.key);
+      const submitted = await call(api, 'POST', '/v1/generations', consumer.key, chatJob('slow'));
+      const failed = await waitForStatus(api, consumer.key, submitted.body.id, ['failed'], 15_000);
+      expect(failed.error).toBe('generation took longer than JOB_VISIBILITY_TIMEOUT_SECONDS (5 s)');
+      await waitFor(async () => (await balance(api, consumer.key)) === start, 5000, 'refund');
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(upstream.count).toBe(1);
+      expect(
+        (await call(api, 'GET', `/v1/generations/${submitted.body.id}`, consumer.key)).body.status,
+      ).toBe('failed');
+    });
+
     it('registers the daily retention as a cluster-wide pg-boss schedule', async () => {
       const rows = await pg.query(`SELECT name, cron, options FROM pgboss.schedule`);
       expect(rows.rows).toEqual([
@@ -192,7 +221,7 @@ describe('jobs across replicas and worker processes', () => {
       'generating',
     );
 
-    await startWorker();
+    const second = await startWorker();
     const done = await waitForStatus(api, consumer.key, id, ['succeeded'], 30_000);
     expect(done.attempts).toBe(2);
     expect(done.credits_charged).toBe(CHAT_COST);
@@ -213,7 +242,19 @@ describe('jobs across replicas and worker processes', () => {
     );
     expect(ledger.rows.filter((r) => r.event_type === 'debit')).toHaveLength(1);
     expect(ledger.rows.reduce((sum, r) => sum + Number(r.amount), 0)).toBe(-CHAT_COST);
+
+    // The worker process is observable on its own port: metrics of what it ran, probes.
+    const metrics = await (await fetch(`${second.url}/metrics`)).text();
+    expect(
+      metric(metrics, 'gateway_generation_jobs_total', { type: 'chat', outcome: 'retried' }),
+    ).toBe(1);
+    expect(
+      metric(metrics, 'gateway_generation_jobs_total', { type: 'chat', outcome: 'succeeded' }),
+    ).toBe(1);
+    expect((await fetch(`${second.url}/health/live`)).status).toBe(200);
+    expect((await fetch(`${second.url}/health/ready`)).status).toBe(200);
     for (const worker of workers.splice(0)) await worker.stop();
+    expect(second.lines.some((l) => l.includes('worker shutdown complete'))).toBe(true);
   }, 90_000);
 
   it('a job that loses its worker on every attempt fails and is refunded', async () => {

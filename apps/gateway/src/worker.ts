@@ -1,14 +1,22 @@
 import 'reflect-metadata';
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import type { INestApplicationContext } from '@nestjs/common';
 import type { DestinationStream, Logger } from 'pino';
+import { register } from 'prom-client';
 import { AppConfig, loadConfigOrExit } from '@app/config';
+import { DatabaseService } from '@app/database';
+import { LifecycleService } from '@app/health';
 import { createLogger, PinoNestLogger } from '@app/observability';
 import { AppModule } from './app.module';
 
 export interface WorkerApp {
   app: INestApplicationContext;
   logger: Logger;
+  /** http://127.0.0.1:<port> of /metrics and /health/*, when WORKER_PORT is not 0. */
+  url?: string;
   /** Stops fetching, lets running jobs finish within SHUTDOWN_GRACE_MS, closes pools. */
   shutdown(): Promise<void>;
 }
@@ -29,17 +37,81 @@ export async function createWorker(
     abortOnError: false,
   });
   await app.init();
+  const server =
+    config.jobs.workerPort > 0 ? await listen(app, config, config.jobs.workerPort) : undefined;
+  const address = server?.address() as AddressInfo | undefined;
   let stopping: Promise<void> | undefined;
   const shutdown = () => {
     stopping ??= (async () => {
       logger.info('worker shutdown started: no new jobs, running jobs finishing');
+      app.get(LifecycleService).beginShutdown();
       await app.close().catch((err) => logger.warn({ err }, 'error while closing'));
+      server?.closeAllConnections();
+      await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
       logger.info('worker shutdown complete');
       logger.flush?.();
     })();
     return stopping;
   };
-  return { app, logger, shutdown };
+  return {
+    app,
+    logger,
+    url: address ? `http://127.0.0.1:${address.port}` : undefined,
+    shutdown,
+  };
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const ab = Buffer.from(a);
+  const bb = Buffer.from(b);
+  return ab.length === bb.length && timingSafeEqual(ab, bb);
+}
+
+/**
+ * The worker has no API, but Prometheus must see what it does (jobs, upstream calls, credits)
+ * and Kubernetes must probe it: /metrics (same basic auth as the gateway), /health/live and
+ * /health/ready (database reachable, not shutting down) on WORKER_PORT.
+ */
+async function listen(
+  app: INestApplicationContext,
+  config: AppConfig,
+  port: number,
+): Promise<Server> {
+  const database = app.get(DatabaseService);
+  const lifecycle = app.get(LifecycleService);
+  const json = (res: ServerResponse, status: number, body: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  };
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') return json(res, 405, { status: 'method not allowed' });
+    if (path === '/health/live') return json(res, 200, { status: 'ok' });
+    if (path === '/health/ready') {
+      const ready = database.isReachable && !lifecycle.isShuttingDown;
+      return json(res, ready ? 200 : 503, { status: ready ? 'ok' : 'unavailable' });
+    }
+    if (path !== '/metrics') return json(res, 404, { status: 'not found' });
+    const { user, password } = config.metrics;
+    if (user && password) {
+      const header = req.headers.authorization ?? '';
+      const given = header.startsWith('Basic ')
+        ? Buffer.from(header.slice(6), 'base64').toString()
+        : '';
+      if (!safeEqual(given, `${user}:${password}`)) {
+        res.writeHead(401, { 'www-authenticate': 'Basic realm="metrics"' }).end();
+        return;
+      }
+    }
+    void register.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': register.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, config.http.host, () => resolve());
+  });
+  return server;
 }
 
 async function main(): Promise<void> {
@@ -52,7 +124,7 @@ async function main(): Promise<void> {
   }
   const worker = await createWorker(config);
   worker.logger.info(
-    { concurrency: config.jobs.concurrency, env: config.env },
+    { concurrency: config.jobs.concurrency, env: config.env, metrics: worker.url ?? 'off' },
     'Switchyard worker running',
   );
   let signalled = false;

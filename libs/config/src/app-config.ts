@@ -138,6 +138,8 @@ function buildConfig(env: NodeJS.ProcessEnv) {
       retentionDays: e.JOB_RETENTION_DAYS,
       retentionSchedule: e.RETENTION_SCHEDULE.trim(),
       wsPingIntervalSeconds: e.WS_PING_INTERVAL_SECONDS,
+      /** The worker entry point's /metrics and /health port (0: none). */
+      workerPort: e.WORKER_PORT,
     },
     auditLog: { retentionDays: e.AUDIT_LOG_RETENTION_DAYS },
   };

@@ -180,6 +180,7 @@ export const envSchema = z.object({
       message: 'expected a 5-field cron expression such as "15 3 * * *"',
     }),
   WS_PING_INTERVAL_SECONDS: int(30, 1),
+  WORKER_PORT: int(8001, 0, 65535),
 });
 
 export type RawEnv = z.infer<typeof envSchema>;

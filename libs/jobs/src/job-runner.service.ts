@@ -81,6 +81,18 @@ export class JobRunner {
       await this.events.publish(toJobEvent(job));
       const controller = new AbortController();
       this.running.set(job.id, controller);
+      // pg-boss gives up on an attempt after the visibility timeout and queues it again; stop
+      // this one a second earlier so that one attempt never runs beside the next.
+      const limitSeconds = this.config.jobs.visibilityTimeoutSeconds;
+      let timedOut = false;
+      const timer = setTimeout(
+        () => {
+          timedOut = true;
+          controller.abort();
+        },
+        Math.max(1, limitSeconds - 1) * 1000,
+      );
+      timer.unref();
       let generated: GenerationResult;
       try {
         generated = await this.executor.execute(
@@ -93,13 +105,15 @@ export class JobRunner {
       } catch (err) {
         // Shutting down: leave the job as it is; pg-boss hands it to another worker.
         if (this.stopping) throw err;
-        await this.lifecycle.finish(
-          job.id,
-          { status: 'failed', errorMessage: failureMessage(err) },
-          ['generating'],
-        );
+        const message = timedOut
+          ? `generation took longer than JOB_VISIBILITY_TIMEOUT_SECONDS (${limitSeconds} s)`
+          : failureMessage(err);
+        await this.lifecycle.finish(job.id, { status: 'failed', errorMessage: message }, [
+          'generating',
+        ]);
         return;
       } finally {
+        clearTimeout(timer);
         this.running.delete(job.id);
       }
       const cost = generated.cached
