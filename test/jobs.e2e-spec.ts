@@ -370,3 +370,35 @@ describe('async generation jobs over HTTP and WebSocket', () => {
     });
   });
 });
+
+describe('async jobs without Redis (single process)', () => {
+  const upstream = new MockUpstream('primary');
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    await upstream.start();
+    gw = await startGateway({
+      redis: false,
+      env: { PROVIDERS_FILE: providersFile(upstream.url), ...FAST_QUEUE },
+    });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await upstream.stop();
+  });
+
+  it('runs the job and delivers its events to the WebSocket in process', async () => {
+    const consumer = await newConsumer(gw, { credits: 100 });
+    const ws = await WsClient.for(gw, consumer.key).ready();
+    const submitted = await call(gw, 'POST', '/v1/generations', consumer.key, chatJob());
+    expect(submitted.status).toBe(202);
+    await ws.next((m) => m.id === submitted.body.id && m.status === 'succeeded');
+    expect(ws.jobEvents(submitted.body.id).map((m) => m.status)).toEqual([
+      'pending',
+      'generating',
+      'succeeded',
+    ]);
+    expect(await balance(gw, consumer.key)).toBe(100 - CHAT_COST);
+    ws.close();
+  });
+});
