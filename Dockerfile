@@ -18,6 +18,7 @@ COPY tsconfig.json tsconfig.build.json nest-cli.json ./
 COPY apps ./apps
 COPY libs ./libs
 COPY migrations ./migrations
+COPY admin-ui ./admin-ui
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 # ---- runtime: compiled code and production dependencies only, as a non-root user --------------

@@ -20,7 +20,15 @@ function newestSource(dir) {
 
 const sources = ['apps', 'libs', 'migrations'].map((d) => path.join(root, d)).filter(existsSync);
 const stale = !existsSync(marker) || Math.max(...sources.map(newestSource)) > statSync(marker).mtimeMs;
+
+// The admin console (admin-ui/ → dist/admin-ui) is rebuilt on its own when only it changed.
+const uiSources = path.join(root, 'admin-ui', 'build-state.js');
+const uiStale = existsSync(uiSources) && require(uiSources).uiBuildIsStale();
+
 if (stale) {
   process.stderr.write('building Switchyard (dist/ is missing or stale)...\n');
   execSync('npm run build', { cwd: root, stdio: 'inherit' });
+} else if (uiStale) {
+  process.stderr.write('building the admin console (dist/admin-ui is missing or stale)...\n');
+  execSync('npm run build:ui', { cwd: root, stdio: 'inherit' });
 }

@@ -11,6 +11,7 @@ import { JobsModule } from '@app/jobs';
 import { ApiExceptionFilter, ObservabilityModule } from '@app/observability';
 import { RateLimitModule } from '@app/rate-limit';
 import { RedisModule } from '@app/redis';
+import { AdminConsoleModule } from './admin-console/admin-console.module';
 import { SessionsModule } from '@app/sessions';
 
 @Module({})
@@ -32,6 +33,7 @@ export class AppModule {
         ResponseCacheModule,
         SessionsModule,
         JobsModule,
+        AdminConsoleModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: ApiExceptionFilter }],
     };
