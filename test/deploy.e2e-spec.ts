@@ -1,4 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { loadAll } from 'js-yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
@@ -8,7 +9,9 @@ import { ConfigMap, Namespace, Secret, Service } from 'kubernetes-models/v1';
 import { ConfigValidationError, loadConfig } from '@app/config';
 import { envSchema } from '../libs/config/src/config.schema';
 import { parseProvidersFile } from '../libs/generation/src/providers/providers-file';
-import { startGateway, TestGateway } from './support/gateway';
+import { createWorker, WorkerApp } from '../apps/gateway/src/worker';
+import { startGateway, TestGateway, uniqueRedisPrefix } from './support/gateway';
+import { testEnv } from './support/test-env';
 import { loadYamlFile, repoFile, ROOT } from './monitoring.helpers';
 
 /**
@@ -49,6 +52,17 @@ const validSecrets = {
   JWT_SECRET: 'x'.repeat(48),
   SESSION_ENCRYPTION_KEY: 'ab'.repeat(32),
 };
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
 
 /** dist/apps/x/src/main.js → apps/x/src/main.ts: the compiled entry point has a source. */
 function sourceOf(distPath: string): string {
@@ -111,6 +125,14 @@ describe('Kubernetes manifests', () => {
     expect(apiContainer.startupProbe.httpGet).toEqual({ path: '/health/live', port: 'http' });
     // Liveness must not restart pods for a dependency outage: never the readiness route.
     expect(apiContainer.livenessProbe.httpGet.path).not.toBe('/health/ready');
+  });
+
+  it('probes the worker on its own listener (WORKER_PORT)', () => {
+    const container = worker.spec.template.spec.containers[0];
+    const port = container.ports.find((p: Manifest) => p.name === 'http');
+    expect(port.containerPort).toBe(Number(appConfig.WORKER_PORT));
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/health/live', port: 'http' });
+    expect(container.readinessProbe.httpGet).toEqual({ path: '/health/ready', port: 'http' });
   });
 
   it('leaves time for a graceful shutdown: preStop + SHUTDOWN_GRACE_MS fit in the grace period', () => {
@@ -273,6 +295,9 @@ describe('docker-compose.yml', () => {
     expect(services.worker.command).toEqual(['node', 'dist/apps/gateway/src/worker.js']);
     expect(services.api.ports[0]).toMatch(/:8000$/);
     expect(services.api.healthcheck.test.join(' ')).toContain('127.0.0.1:8000/health/ready');
+    expect(services.worker.healthcheck.test.join(' ')).toContain(
+      `127.0.0.1:${services.worker.environment.WORKER_PORT}/health/ready`,
+    );
   });
 
   it('sets only variables the config schema knows, valid once the secrets are filled in', () => {
@@ -340,7 +365,13 @@ describe('docker-compose.yml', () => {
   it('points Prometheus, Alertmanager and Grafana at the compose service names', () => {
     const prometheus = loadYamlFile<Manifest>('monitoring/prometheus/prometheus.yml');
     const job = prometheus.scrape_configs.find((j: Manifest) => j.job_name === 'switchyard');
-    expect(job.dns_sd_configs[0]).toMatchObject({ names: ['api'], port: 8000 });
+    expect(job.dns_sd_configs).toEqual([
+      expect.objectContaining({ names: ['api'], port: 8000 }),
+      expect.objectContaining({
+        names: ['worker'],
+        port: Number(services.worker.environment.WORKER_PORT),
+      }),
+    ]);
     const [alertmanager] = prometheus.alerting.alertmanagers[0].static_configs[0].targets;
     expect(alertmanager).toBe('alertmanager:9093');
     expect(services.alertmanager.ports[0]).toMatch(/:9093$/);
@@ -351,13 +382,44 @@ describe('docker-compose.yml', () => {
   });
 });
 
-describe('probe paths answer on a running gateway', () => {
+describe('probe paths answer on a running gateway and worker', () => {
   let gw: TestGateway;
+  let workerApp: WorkerApp | undefined;
   beforeAll(async () => {
     gw = await startGateway();
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'silent',
+      DATABASE_URL: gw.databaseUrl,
+      ...(testEnv.redisUrl ? { REDIS_URL: testEnv.redisUrl } : {}),
+      REDIS_KEY_PREFIX: uniqueRedisPrefix(),
+      JWT_SECRET: validSecrets.JWT_SECRET,
+      SESSION_ENCRYPTION_KEY: validSecrets.SESSION_ENCRYPTION_KEY,
+      WORKER_PORT: String(await freePort()),
+    } as NodeJS.ProcessEnv);
+    workerApp = await createWorker(config);
   });
   afterAll(async () => {
+    await workerApp?.shutdown();
     await gw?.close();
+  });
+
+  it('answers 200 on the worker’s probe paths and serves its metrics', async () => {
+    const container = worker.spec.template.spec.containers[0];
+    for (const probe of [
+      container.livenessProbe,
+      container.readinessProbe,
+      container.startupProbe,
+    ]) {
+      const res = await fetch(`${workerApp?.url}${probe.httpGet.path}`);
+      expect({ path: probe.httpGet.path, status: res.status }).toEqual({
+        path: probe.httpGet.path,
+        status: 200,
+      });
+    }
+    const metrics = await (await fetch(`${workerApp?.url}/metrics`)).text();
+    expect(metrics).toContain('gateway_db_pool_connections');
   });
 
   it('answers 200 on every path the manifests, the image and compose probe', async () => {
@@ -367,7 +429,7 @@ describe('probe paths answer on a running gateway', () => {
       apiContainer.startupProbe.httpGet.path,
     ]);
     for (const text of [repoFile('Dockerfile'), repoFile('docker-compose.yml')])
-      for (const match of text.matchAll(/127\.0\.0\.1:[^/]+(\/health\/[a-z]+)/g))
+      for (const match of text.matchAll(/127\.0\.0\.1:8000(\/health\/[a-z]+)/g))
         paths.add(match[1]);
     expect([...paths].sort()).toEqual(['/health/live', '/health/ready']);
     for (const probe of paths) {
