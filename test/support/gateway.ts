@@ -77,6 +77,8 @@ export async function startGateway(options: StartOptions = {}): Promise<TestGate
     JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
     SESSION_ENCRYPTION_KEY: 'a'.repeat(64),
     SHUTDOWN_GRACE_MS: '3000',
+    // Tests play several clients from one address by sending X-Forwarded-For.
+    TRUST_PROXY: 'true',
     SESSION_HEALTH_CHECK_INTERVAL: '3600',
     ...options.env,
   };
