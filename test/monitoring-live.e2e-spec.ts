@@ -1,4 +1,5 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,23 +22,53 @@ import {
  * alerts files, so whatever panels and rules exist are covered.
  */
 
-/** Panels whose metrics every running gateway exports: they must show data. */
-const KEY_PANELS: { dashboard: string; panel: string }[] = [
-  { dashboard: 'switchyard-overview', panel: 'Replicas up' },
-  { dashboard: 'switchyard-overview', panel: 'Request rate' },
-  { dashboard: 'switchyard-overview', panel: 'Requests by status' },
-  { dashboard: 'switchyard-overview', panel: 'Requests by route' },
-  { dashboard: 'switchyard-overview', panel: 'Errors by route and status' },
-  { dashboard: 'switchyard-overview', panel: 'Latency percentiles' },
-  { dashboard: 'switchyard-overview', panel: 'p95 latency by route' },
-  { dashboard: 'switchyard-overview', panel: 'CPU usage' },
-  { dashboard: 'switchyard-overview', panel: 'Resident memory' },
-  { dashboard: 'switchyard-overview', panel: 'Heap used' },
-  { dashboard: 'switchyard-overview', panel: 'Event loop lag p99' },
-  { dashboard: 'switchyard-resilience', panel: 'Redis connected / fallback active' },
-  { dashboard: 'switchyard-resilience', panel: 'DB pool connections' },
-  { dashboard: 'switchyard-resilience', panel: 'DB pool usage' },
-];
+/**
+ * Panels that must show data under this test's traffic (requests with and without a key, a
+ * cacheable chat completion repeated past the key's per-minute limit, one async job). Panels that
+ * need events the traffic does not cause (5xx, breaker transitions, session pools, credit
+ * failures) only have to evaluate.
+ */
+const KEY_PANELS: Record<string, string[]> = {
+  'switchyard-overview': [
+    'Replicas up',
+    'Request rate',
+    'p95 latency',
+    'Cache hit rate',
+    'Requests by status',
+    'Requests by route',
+    'Errors by route and status',
+    'Latency percentiles',
+    'p95 latency by route',
+    'Cache lookups by result',
+    'Rate-limit rejections by scope',
+    'Authentication failures by reason',
+    'CPU usage',
+    'Resident memory',
+    'Heap used',
+    'Event loop lag p99',
+  ],
+  'switchyard-resilience': [
+    'Breaker state',
+    'Upstream requests by outcome',
+    'Upstream p95 latency by provider',
+    'Generation queue depth',
+    'Redis connected / fallback active',
+    'DB pool connections',
+    'DB pool usage',
+    'DB query p95 by operation',
+    'DB queries per second',
+  ],
+  'switchyard-business': [
+    'Credits spent in range',
+    'Credits spent per minute',
+    'Top models (requests in range)',
+    'Requests per provider',
+    'Jobs finished by type and outcome',
+    'Jobs waiting and running',
+    'Jobs finished in range',
+    'Cached responses served in range',
+  ],
+};
 
 interface QueryResult {
   status: 'success' | 'error';
@@ -97,24 +128,28 @@ if (!prometheusBin) requireToolOrSkip('prometheus', 'prometheus');
     return (await res.json()) as QueryResult;
   }
 
+  /** Key panels (dashboard / title: expr) whose queries return nothing or only NaN. */
+  async function emptyKeyPanels(): Promise<string[]> {
+    const targets = dashboardTargets();
+    const empty: string[] = [];
+    for (const [dashboard, panels] of Object.entries(KEY_PANELS))
+      for (const panel of panels) {
+        const panelTargets = targets.filter((t) => t.dashboard === dashboard && t.panel === panel);
+        if (panelTargets.length === 0) empty.push(`${dashboard} / ${panel}: panel not found`);
+        for (const target of panelTargets) {
+          const result = await query(expandGrafanaVariables(target.expr));
+          if (!(result.data?.result ?? []).some((s) => s.value[1] !== 'NaN'))
+            empty.push(`${dashboard} / ${panel}: ${target.expr}`);
+        }
+      }
+    return empty;
+  }
+
   beforeAll(async () => {
-    gw = await startGateway();
-    const send = () => {
-      for (const [method, route] of [
-        ['GET', '/health'],
-        ['GET', '/health/ready'],
-        ['GET', '/v1/models'],
-        ['GET', '/v1/does-not-exist'],
-        ['POST', '/v1/chat/completions'],
-      ])
-        void fetch(`${gw.url}${route}`, {
-          method,
-          headers: { 'content-type': 'application/json' },
-          body: method === 'POST' ? '{}' : undefined,
-        }).catch(() => undefined);
-    };
-    send();
-    traffic = setInterval(send, 200);
+    const key = `sk-sy-monitoring${randomBytes(12).toString('hex')}`;
+    // 100 keyed requests a minute: the traffic below (15/s) goes past it after several scrapes,
+    // so both served requests and 429s are seen.
+    gw = await startGateway({ env: { API_KEYS: key, RATE_LIMIT_PER_MINUTE: '100' } });
 
     dir = mkdtempSync(path.join(tmpdir(), 'sy-prom-'));
     copyFileSync(path.join(ROOT, 'monitoring/prometheus/alerts.yml'), path.join(dir, 'alerts.yml'));
@@ -158,14 +193,53 @@ if (!prometheusBin) requireToolOrSkip('prometheus', 'prometheus');
     ).catch((err) => {
       throw new Error(`${(err as Error).message}\n${promLog}`);
     });
-    // Enough samples for rate() and a few rule evaluations.
-    await waitFor('5 s of scrapes of the gateway', async () => {
-      const r = await query(
-        'count_over_time(up{job="switchyard"}[1m]) >= 5 and up{job="switchyard"} == 1',
-      );
+    // Traffic starts once Prometheus has scraped the idle gateway, so every counter is seen
+    // rising (rate() needs two samples of a series).
+    await waitFor('the first scrape of the gateway', async () => {
+      const r = await query('up{job="switchyard"} == 1');
       return r.data && r.data.result.length > 0 ? true : undefined;
     });
-  }, 90_000);
+
+    const withKey = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const chatBody = (content: string) =>
+      JSON.stringify({
+        model: 'mock-gpt',
+        temperature: 0, // deterministic, so cacheable
+        messages: [{ role: 'user', content }],
+      });
+    const chat = chatBody('monitoring test'); // repeated: cache hits after the first
+    let tick = 0;
+    const send = () => {
+      tick += 1;
+      const requests: [string, RequestInit][] = [
+        ['/health', {}],
+        ['/health/ready', {}],
+        ['/v1/does-not-exist', {}],
+        ['/v1/models', {}], // no key: an authentication failure
+        ['/v1/models', { headers: withKey }],
+        ['/v1/chat/completions', { method: 'POST', headers: withKey, body: chat }],
+        // a new prompt each time: a cache miss, so an upstream call
+        ['/v1/chat/completions', { method: 'POST', headers: withKey, body: chatBody(`n${tick}`) }],
+      ];
+      for (const [route, init] of requests)
+        void fetch(`${gw.url}${route}`, init).catch(() => undefined);
+    };
+    send();
+    traffic = setInterval(send, 200);
+    const job = await fetch(`${gw.url}/v1/generations`, {
+      method: 'POST',
+      headers: withKey,
+      body: JSON.stringify({ type: 'chat', request: JSON.parse(chat) }),
+    });
+    expect(job.status).toBe(202);
+
+    // Until every key panel shows data (or the wait times out and the test below names them).
+    await waitFor(
+      'data in every key panel',
+      async () => ((await emptyKeyPanels()).length === 0 ? true : undefined),
+      45_000,
+    ).catch(() => undefined);
+  }, 120_000);
 
   afterAll(async () => {
     if (traffic) clearInterval(traffic);
@@ -189,24 +263,8 @@ if (!prometheusBin) requireToolOrSkip('prometheus', 'prometheus');
     expect(failures).toEqual([]);
   });
 
-  it('returns data for the panels built on foundation metrics', async () => {
-    const targets = dashboardTargets();
-    const empty: string[] = [];
-    for (const key of KEY_PANELS) {
-      const panelTargets = targets.filter(
-        (t) => t.dashboard === key.dashboard && t.panel === key.panel,
-      );
-      if (panelTargets.length === 0) {
-        empty.push(`${key.dashboard} / ${key.panel}: panel not found`);
-        continue;
-      }
-      for (const target of panelTargets) {
-        const result = await query(expandGrafanaVariables(target.expr));
-        const values = (result.data?.result ?? []).filter((s) => s.value[1] !== 'NaN');
-        if (values.length === 0) empty.push(`${key.dashboard} / ${key.panel}: ${target.expr}`);
-      }
-    }
-    expect(empty).toEqual([]);
+  it('returns data in the key panels of each dashboard', async () => {
+    expect(await emptyKeyPanels()).toEqual([]);
   });
 
   it('finds the gateway for the dashboards’ instance variable', async () => {
