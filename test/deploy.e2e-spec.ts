@@ -263,6 +263,33 @@ describe('Dockerfile and .dockerignore', () => {
     expect(existsSync(path.join(ROOT, sourceOf(cmd[1])))).toBe(true);
   });
 
+  it('copies everything `npm run build` reads into the build stage', () => {
+    const scripts = (JSON.parse(repoFile('package.json')) as { scripts: Record<string, string> })
+      .scripts;
+    const buildStage = instructions.slice(0, instructions.indexOf(lastStage[0]));
+    expect(buildStage.some((l) => /^RUN .*npm run build\b/.test(l))).toBe(true);
+    const copied = new Set(
+      buildStage
+        .filter((l) => l.startsWith('COPY ') && !l.includes('--from='))
+        .flatMap((l) => l.split(/\s+/).slice(1, -1)),
+    );
+    // The build script and the scripts it runs (`npm run build:x`), token by token: a token
+    // naming a file or directory of the repository must have been copied into the stage.
+    const seen = new Set<string>();
+    const visit = (name: string) => {
+      if (seen.has(name) || !scripts[name]) return;
+      seen.add(name);
+      for (const token of scripts[name].split(/[\s=]+/)) {
+        if (/^build(:[\w-]+)?$/.test(token)) visit(token);
+        const top = token.split('/')[0];
+        if (top && /[./]/.test(token) && existsSync(path.join(ROOT, top)))
+          expect({ token, copied: copied.has(top) }).toEqual({ token, copied: true });
+      }
+    };
+    visit('build');
+    expect(seen.size).toBeGreaterThan(0);
+  });
+
   it('copies only paths that exist and that .dockerignore keeps in the context', () => {
     const ignored = repoFile('.dockerignore')
       .split('\n')
