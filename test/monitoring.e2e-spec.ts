@@ -51,6 +51,14 @@ describe('alert rules: contract, annotations, runbook links', () => {
     expect(problems).toEqual([]);
   });
 
+  it('keeps every internal link of docs/runbook.md pointing at a heading', () => {
+    const runbook = repoFile('docs/runbook.md');
+    const anchors = markdownAnchors(runbook);
+    const links = [...runbook.matchAll(/\]\(#([^)\s]+)\)/g)].map((m) => m[1]);
+    expect(links.length).toBeGreaterThan(20);
+    expect(links.filter((anchor) => !anchors.has(anchor))).toEqual([]);
+  });
+
   it('reads only DESIGN §7 metric names', () => {
     const unknown = rules.flatMap((rule) =>
       metricNamesIn(rule.expr)
