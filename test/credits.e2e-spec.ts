@@ -15,6 +15,8 @@ function providersFile(): string {
   writeFileSync(
     file,
     [
+      'providers:',
+      '  - { name: mock, kind: mock, models: [gpt-4o-mini, dall-e-3] }',
       'pricing:',
       '  - { model: gpt-4o-mini, per_request: 1, per_1k_prompt_tokens: 1, per_1k_completion_tokens: 2 }',
       '  - { model: dall-e-3, per_image: 40, per_image_by_size: { "1792x1024": 80 } }',

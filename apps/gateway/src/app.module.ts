@@ -3,7 +3,7 @@ import { APP_FILTER } from '@nestjs/core';
 import type { Logger } from 'pino';
 import { AuthModule } from '@app/auth';
 import { AppConfig, ConfigModule } from '@app/config';
-import { CreditsModule } from '@app/credits';
+import { CreditsModule, CreditsPipelineModule } from '@app/credits';
 import { DatabaseModule } from '@app/database';
 import { ConversationsModule, GenerationModule, ResponseCacheModule } from '@app/generation';
 import { HealthModule } from '@app/health';
@@ -31,6 +31,7 @@ export class AppModule {
         GenerationModule,
         ConversationsModule,
         ResponseCacheModule,
+        CreditsPipelineModule,
         SessionsModule,
         JobsModule,
         AdminConsoleModule,

@@ -71,12 +71,21 @@ export class IdempotencyService {
   }
 
   async begin(request: IdempotentRequest, waitMs = DEFAULT_WAIT_MS): Promise<IdempotencyClaim> {
-    const hash = requestHashOf(request);
+    return this.beginHashed(request.userId, request.key, requestHashOf(request), waitMs);
+  }
+
+  /** `begin` with the request's fingerprint taken earlier (before the body was rewritten). */
+  async beginHashed(
+    userId: string,
+    key: string,
+    hash: string,
+    waitMs = DEFAULT_WAIT_MS,
+  ): Promise<IdempotencyClaim> {
     const deadline = Date.now() + waitMs;
     for (;;) {
-      if (await this.repository.claim(request.userId, request.key, hash, LOCK_SECONDS, TTL_SECONDS))
-        return { kind: 'execute', userId: request.userId, key: request.key };
-      const record = await this.repository.find(request.userId, request.key);
+      if (await this.repository.claim(userId, key, hash, LOCK_SECONDS, TTL_SECONDS))
+        return { kind: 'execute', userId, key };
+      const record = await this.repository.find(userId, key);
       if (!record) continue; // released or expired between the two statements: claim again
       if (record.requestHash !== hash) throw idempotencyConflict();
       if (record.status === 'completed' && record.response)

@@ -17,3 +17,5 @@ export {
 export type { ModelPrice, Usage } from './pricing.math';
 export { insufficientCredits, idempotencyConflict } from './credits.errors';
 export type { CreditAccount, LedgerEntry, Reservation, ReservationClose } from './credits.types';
+// Last on purpose: it loads the generation plugins, and libs/generation imports this index.
+export { CreditsPipelineModule } from './credits-pipeline.module';

@@ -50,6 +50,7 @@ export class GenerationContextFactory {
           cached: outcome.cached,
           error: outcome.error?.code ?? outcome.endReason,
         }),
+      annotate: (fields) => annotateRequest(request, fields),
     };
   }
 }

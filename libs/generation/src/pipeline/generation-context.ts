@@ -1,5 +1,5 @@
 import type { Principal } from '@app/auth';
-import type { ApiError } from '@app/observability';
+import type { ApiError, RequestAnnotations } from '@app/observability';
 import type { ChatCompletion, ImagesResponse, Usage } from '../upstream/upstream.types';
 
 export type GenerationKind = 'chat' | 'images';
@@ -30,6 +30,8 @@ export interface GenerationContext {
   deadline: number;
   /** Told the outcome first (the controller annotates the request log; a job stores it). */
   onOutcome?: (outcome: GenerationOutcome) => void;
+  /** Adds fields to the request's log line later than the outcome (credits, known after settle). */
+  annotate?: (fields: RequestAnnotations) => void;
 }
 
 /**
