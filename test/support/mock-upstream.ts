@@ -23,6 +23,8 @@ export type Behaviour =
       chunkDelayMs?: number;
       delayMs?: number;
       usage?: Usage;
+      /** Stream: after this many content chunks, wait for `release()` before sending the rest. */
+      holdAfter?: number;
     }
   | { mode: 'status'; status: number; message?: string; retryAfter?: number; delayMs?: number }
   | { mode: 'hang' }
@@ -60,6 +62,7 @@ export class MockUpstream {
   private fallback: Behaviour = { mode: 'ok' };
   private port = 0;
   private waiters: (() => void)[] = [];
+  private gate = deferred();
 
   constructor(readonly name = 'upstream') {}
 
@@ -86,6 +89,12 @@ export class MockUpstream {
   next(...behaviours: Behaviour[]): this {
     this.queue.push(...behaviours);
     return this;
+  }
+
+  /** Lets held streams (`holdAfter`) continue. */
+  release(): void {
+    this.gate.resolve();
+    this.gate = deferred();
   }
 
   reset(): this {
@@ -263,7 +272,9 @@ export class MockUpstream {
             ]),
           ),
         );
-        for (const piece of splitContent(content, behaviour.chunks ?? 4)) {
+        const pieces = splitContent(content, behaviour.chunks ?? 4);
+        for (const [i, piece] of pieces.entries()) {
+          if (i === behaviour.holdAfter) await Promise.race([this.gate.promise, closed(res)]);
           if (behaviour.chunkDelayMs) await sleep(behaviour.chunkDelayMs);
           if (res.destroyed) return;
           await write(
@@ -279,6 +290,16 @@ export class MockUpstream {
       }
     }
   }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+function closed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => (res.destroyed ? resolve() : res.once('close', () => resolve())));
 }
 
 function write(res: ServerResponse, text: string): Promise<void> {

@@ -1,4 +1,5 @@
 import { CliCommand } from '../cli-command';
+import { breakerResetCommand } from './breaker-reset.command';
 import { createAdminCommand } from './create-admin.command';
 import { creditsGrantCommand } from './credits-grant.command';
 import { jobsClearStuckCommand } from './jobs-clear-stuck.command';
@@ -18,4 +19,5 @@ export const COMMANDS: CliCommand[] = [
   sessionsReencryptCommand,
   jobsClearStuckCommand,
   maintenanceRetentionCommand,
+  breakerResetCommand,
 ];

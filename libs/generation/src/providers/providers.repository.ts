@@ -107,12 +107,16 @@ export class ProvidersRepository {
     if (patch.timeout_ms !== undefined) add('timeout_ms = ?', patch.timeout_ms);
     if (patch.settings !== undefined)
       add(`settings = jsonb_set(settings, '{mock}', ?::jsonb)`, JSON.stringify(patch.settings));
-    const rows = await this.database.query<ProviderRow>(
+    const result: unknown = await this.database.query(
       `UPDATE providers SET ${sets.join(', ')}, updated_at = now() WHERE id = $1
        RETURNING ${COLUMNS}`,
       params,
       'providers.update',
     );
+    // TypeORM answers UPDATE with [rows, affectedCount] rather than rows.
+    const rows = (
+      Array.isArray(result) && Array.isArray(result[0]) ? result[0] : result
+    ) as ProviderRow[];
     return rows[0] ?? null;
   }
 }
