@@ -35,6 +35,8 @@ export const CONTRACT_METRICS = [
   'gateway_generation_jobs_total',
   'gateway_db_query_duration_seconds',
   'gateway_db_pool_connections',
+  // Not in DESIGN §7's list: added so DatabaseDown reads the probe rather than pool size.
+  'gateway_db_up',
   'gateway_redis_up',
   'gateway_redis_fallback_active',
 ];

@@ -12,3 +12,5 @@ export const dbPoolConnections = gauge(
   'Database pool connections by state (total, idle, waiting, max)',
   ['state'],
 );
+
+export const dbUp = gauge('gateway_db_up', '1 while the 2 s database probe succeeds');

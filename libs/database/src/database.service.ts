@@ -1,12 +1,12 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
-import { DataSource, EntityManager } from 'typeorm';
+import { DataSource, EntityManager, Migration } from 'typeorm';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LOGGER } from '@app/observability';
 import { MIGRATIONS } from '../../../migrations';
 import { databaseUnavailable, isConnectionError } from './database.errors';
-import { dbPoolConnections, dbQueryDuration } from './database.metrics';
+import { dbPoolConnections, dbQueryDuration, dbUp } from './database.metrics';
 import { EmbeddedPostgres } from './embedded-postgres';
 
 export type Queryable = Pick<EntityManager, 'query'>;
@@ -30,6 +30,25 @@ export function createDataSource(url: string, config: AppConfig['database']): Da
       application_name: 'switchyard',
     },
   });
+}
+
+/** Arbitrary constant naming the advisory lock that serialises migrations. */
+const MIGRATION_LOCK_ID = 7_272_741;
+
+/**
+ * Applies pending migrations while holding a Postgres advisory lock, so replicas (or a worker and
+ * an init container) starting together take turns instead of racing to create the same tables.
+ */
+export async function runMigrationsLocked(dataSource: DataSource): Promise<Migration[]> {
+  const runner = dataSource.createQueryRunner();
+  await runner.connect();
+  try {
+    await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
+    return await dataSource.runMigrations({ transaction: 'each' });
+  } finally {
+    await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]).catch(() => undefined);
+    await runner.release();
+  }
 }
 
 /** Lists migrations that have not been applied, without applying them. */
@@ -78,7 +97,8 @@ export class DatabaseService implements OnApplicationShutdown {
     this.pool().on('error', (err) =>
       this.logger.warn({ err: err.message }, 'idle database connection failed'),
     );
-    const applied = await this.dataSource.runMigrations({ transaction: 'each' });
+    const applied = await runMigrationsLocked(this.dataSource);
+    dbUp.set(1);
     if (applied.length > 0)
       this.logger.info({ migrations: applied.map((m) => m.name) }, 'migrations applied');
     this.probeTimer = setInterval(() => void this.probe(), PROBE_INTERVAL_MS);

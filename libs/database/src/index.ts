@@ -1,5 +1,5 @@
 export { DatabaseModule } from './database.module';
-export { DatabaseService, createDataSource, pendingMigrations } from './database.service';
+export { DatabaseService, createDataSource, pendingMigrations, runMigrationsLocked } from './database.service';
 export type { Queryable } from './database.service';
 export { isConnectionError, databaseUnavailable } from './database.errors';
 export { EmbeddedPostgres } from './embedded-postgres';

@@ -1,4 +1,4 @@
-import { createDataSource, EmbeddedPostgres, pendingMigrations } from '@app/database';
+import { createDataSource, EmbeddedPostgres, pendingMigrations, runMigrationsLocked } from '@app/database';
 import { CliCommand, parseOptions } from '../cli-command';
 
 export const migrateCommand: CliCommand = {
@@ -30,7 +30,7 @@ export const migrateCommand: CliCommand = {
         for (const name of pending) ctx.print(`  ${name}`);
         return 0;
       }
-      const applied = await dataSource.runMigrations({ transaction: 'each' });
+      const applied = await runMigrationsLocked(dataSource);
       ctx.print(
         applied.length === 0 ? 'No pending migrations.' : `Applied ${applied.length} migration(s):`,
       );
