@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import { AddressInfo } from 'node:net';
 import { Client } from 'pg';
 import { SessionPoolService, SessionsService } from '@app/sessions';
 import { runCli } from '../apps/cli/src/main';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
+import { writeProvidersFile } from './support/mock-upstream';
+import { SessionUpstream } from './support/session-upstream';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
@@ -33,62 +33,6 @@ async function sql<T = Record<string, unknown>>(
   } finally {
     await client.end();
   }
-}
-
-type Behaviour = 'ok' | 'unauthorized' | 'error' | 'rate_limited';
-
-/**
- * An OpenAI-shaped upstream that authenticates by credential: it counts requests per
- * credential and answers each credential the way a test scripted it.
- */
-class CredentialUpstream {
-  private server?: Server;
-  readonly hits = new Map<string, number>();
-  readonly behaviour = new Map<string, Behaviour>();
-  defaultBehaviour: Behaviour = 'unauthorized';
-  url = '';
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}/v1`;
-  }
-
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const auth = req.headers.authorization;
-    const credential = auth?.startsWith('Bearer ') ? auth.slice(7) : (req.headers.cookie ?? '');
-    this.hits.set(credential, (this.hits.get(credential) ?? 0) + 1);
-    const behaviour = this.behaviour.get(credential) ?? this.defaultBehaviour;
-    req.resume();
-    req.on('end', () => {
-      const status = { ok: 200, unauthorized: 401, error: 500, rate_limited: 429 }[behaviour];
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify(
-          status === 200 ? { object: 'list', data: [] } : { error: { message: behaviour } },
-        ),
-      );
-    });
-  }
-
-  async stop(): Promise<void> {
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()));
-  }
-}
-
-async function addProvider(
-  databaseUrl: string,
-  name: string,
-  baseUrl: string,
-  sessionAuth: 'bearer' | 'cookie' = 'bearer',
-): Promise<void> {
-  await sql(
-    databaseUrl,
-    `INSERT INTO providers (name, kind, base_url, session_auth, models)
-     VALUES ($1, 'openai', $2, $3, ARRAY['test-model'])
-     ON CONFLICT (name) DO UPDATE SET base_url = EXCLUDED.base_url, session_auth = EXCLUDED.session_auth`,
-    [name, baseUrl, sessionAuth],
-  );
 }
 
 const POLICY_ENV = {
@@ -292,10 +236,22 @@ describe('session pool: a seed-000 row inserted before startup', () => {
 });
 
 describe('session health-check loop', () => {
-  let upstream: CredentialUpstream;
+  let upstream: SessionUpstream;
+  let providersFile: string;
   beforeAll(async () => {
-    upstream = new CredentialUpstream();
-    await upstream.start();
+    upstream = await new SessionUpstream().start();
+    providersFile = writeProvidersFile(
+      [
+        'providers:',
+        '  - name: probed',
+        '    kind: openai',
+        `    base_url: ${upstream.url}`,
+        '    session_auth: bearer',
+        '    models: [probe-model]',
+        '    timeout_ms: 2000',
+        '',
+      ].join('\n'),
+    );
   });
   afterAll(async () => {
     await upstream.stop();
@@ -303,10 +259,9 @@ describe('session health-check loop', () => {
 
   it('probes quarantined sessions and reactivates the ones whose upstream heals', async () => {
     const databaseUrl = await createTestDatabase();
-    await addProvider(databaseUrl, 'probed', upstream.url);
     const gw = await startGateway({
       databaseUrl,
-      env: { ...POLICY_ENV, SESSION_HEALTH_CHECK_INTERVAL: '1' },
+      env: { ...POLICY_ENV, SESSION_HEALTH_CHECK_INTERVAL: '1', PROVIDERS_FILE: providersFile },
     });
     try {
       const sessions = gw.gateway.app.get(SessionsService);
@@ -319,7 +274,7 @@ describe('session health-check loop', () => {
       await sessions.quarantine(dead.id, 't');
       upstream.behaviour.set('tok-healing-0001', 'error');
       upstream.behaviour.set('tok-dead-000002', 'unauthorized');
-      await waitFor(() => (upstream.hits.get('tok-healing-0001') ?? 0) >= 1);
+      await waitFor(() => upstream.count('tok-healing-0001', '/models') >= 1);
       await waitFor(async () => (await sessions.get(dead.id)).status === 'expired');
       expect((await sessions.get(healing.id)).status).toBe('quarantined');
       expect((await sessions.get(healing.id)).last_checked_at).not.toBeNull();

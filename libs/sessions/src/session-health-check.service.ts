@@ -4,11 +4,12 @@ import type { Logger } from 'pino';
 import { request } from 'undici';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { DatabaseService } from '@app/database';
+import { ProviderConfig, ProviderRegistry } from '@app/generation';
 import { HealthRegistry } from '@app/health';
 import { LOGGER } from '@app/observability';
 import { SessionCredentials } from './session-credentials';
 import { SessionPoolService, sessionAuthHeaders } from './session-pool.service';
-import { ProviderForProbe, SessionRow, SessionsRepository } from './sessions.repository';
+import { SessionRow, SessionsRepository } from './sessions.repository';
 
 export interface HealthCheckSummary {
   trigger: 'loop' | 'manual';
@@ -53,6 +54,7 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
     private readonly credentials: SessionCredentials,
     private readonly pool: SessionPoolService,
     private readonly registry: HealthRegistry,
+    private readonly providers: ProviderRegistry,
   ) {}
 
   get isLeader(): boolean {
@@ -170,15 +172,11 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
     const encrypted = await this.credentials.encryptAllPlaintext();
     let expired = await this.repository.expireDue();
     const quarantined = await this.repository.quarantined();
-    const names = [...new Set(quarantined.map((s) => s.provider))];
-    const providers = new Map(
-      (names.length ? await this.repository.providers(names) : []).map((p) => [p.name, p]),
-    );
     let reactivated = 0;
     let stillQuarantined = 0;
     let skipped = 0;
     await forEachLimited(quarantined, PROBE_CONCURRENCY, async (session) => {
-      const verdict = await this.check(session, providers.get(session.provider));
+      const verdict = await this.check(session, this.providers.byName(session.provider));
       if (verdict === undefined) {
         skipped++;
         return;
@@ -216,9 +214,9 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
   /** undefined: could not be judged (provider unknown, credential unreadable). */
   private async check(
     session: SessionRow,
-    provider: ProviderForProbe | undefined,
+    provider: ProviderConfig | undefined,
   ): Promise<Verdict | undefined> {
-    if (!provider) {
+    if (!provider?.configured) {
       this.logger.warn(
         { session_id: session.id, provider: session.provider },
         'session belongs to no configured provider; not probed',
@@ -238,13 +236,13 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
    * The cheapest authenticated call: GET {base_url}/models with the credential. The built-in
    * mock provider checks no credential, so its sessions always pass.
    */
-  private async probe(provider: ProviderForProbe, credential: string): Promise<Verdict> {
+  private async probe(provider: ProviderConfig, credential: string): Promise<Verdict> {
     if (provider.kind === 'mock') return 'pass';
-    if (!provider.base_url) return 'fail';
-    const timeout = Math.min(this.config.sessions.probeTimeoutMs, provider.timeout_ms);
-    const mode = provider.session_auth === 'cookie' ? 'cookie' : 'bearer';
+    if (!provider.baseUrl) return 'fail';
+    const timeout = Math.min(this.config.sessions.probeTimeoutMs, provider.timeoutMs);
+    const mode = provider.sessionAuth === 'cookie' ? 'cookie' : 'bearer';
     try {
-      const res = await request(`${provider.base_url.replace(/\/+$/, '')}/models`, {
+      const res = await request(`${provider.baseUrl.replace(/\/+$/, '')}/models`, {
         method: 'GET',
         headers: sessionAuthHeaders(mode, credential),
         headersTimeout: timeout,
@@ -262,8 +260,7 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
 
   private async component() {
     const counts = await this.pool.counts();
-    const required = new Set(await this.repository.sessionAuthProviders());
-    const starved = [...required].filter((p) => (counts[p]?.healthy ?? 0) === 0);
+    const starved = this.pool.sessionProviders().filter((p) => (counts[p]?.healthy ?? 0) === 0);
     return {
       name: 'session_pool',
       status: starved.length > 0 ? ('degraded' as const) : ('up' as const),

@@ -7,6 +7,7 @@ import {
 } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
+import { ProviderRegistry } from '@app/generation';
 import { LOGGER } from '@app/observability';
 import { isEncrypted, SessionDecryptError } from './session-cipher';
 import { SessionCredentials } from './session-credentials';
@@ -64,7 +65,16 @@ export class SessionPoolService
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly repository: SessionsRepository,
     private readonly credentials: SessionCredentials,
+    private readonly providers: ProviderRegistry,
   ) {}
+
+  /** Enabled, configured providers that take their credential from this pool. */
+  sessionProviders(): string[] {
+    return this.providers
+      .list()
+      .filter((p) => p.configured && p.enabled && p.sessionAuth !== 'none')
+      .map((p) => p.name);
+  }
 
   onApplicationBootstrap(): void {
     if (!this.config.backgroundTasks) return;
@@ -197,8 +207,7 @@ export class SessionPoolService
     const counts: SessionCounts = {};
     const zero = () =>
       Object.fromEntries(SESSION_STATUSES.map((s) => [s, 0])) as Record<SessionStatus, number>;
-    for (const provider of await this.repository.sessionAuthProviders())
-      this.knownProviders.add(provider);
+    for (const provider of this.sessionProviders()) this.knownProviders.add(provider);
     for (const provider of this.knownProviders) counts[provider] = zero();
     for (const row of await this.repository.countsByStatus()) {
       this.knownProviders.add(row.provider);

@@ -1,7 +1,9 @@
 import { Module } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
+import { GenerationModule } from '@app/generation';
 import { LOGGER } from '@app/observability';
+import { SessionCredentialSource } from './session-credential-source';
 import { SessionCredentials } from './session-credentials';
 import { SessionHealthCheckService } from './session-health-check.service';
 import { createSessionCipher, SESSION_CIPHER } from './session-key';
@@ -12,6 +14,7 @@ import { SessionsService } from './sessions.service';
 
 /** The upstream credential pool: storage, rotation, health and its admin API. */
 @Module({
+  imports: [GenerationModule],
   controllers: [SessionsController],
   providers: [
     {
@@ -25,6 +28,7 @@ import { SessionsService } from './sessions.service';
     SessionPoolService,
     SessionHealthCheckService,
     SessionsService,
+    SessionCredentialSource,
   ],
   exports: [SessionPoolService, SessionsService],
 })

@@ -29,14 +29,6 @@ export interface NewSession {
   expiresAt: Date | null;
 }
 
-export interface ProviderForProbe {
-  name: string;
-  kind: string;
-  base_url: string | null;
-  session_auth: 'none' | 'bearer' | 'cookie';
-  timeout_ms: number;
-}
-
 const UNIQUE_VIOLATION = '23505';
 
 /**
@@ -312,28 +304,5 @@ export class SessionsRepository {
       'sessions.counts',
     );
     return rows.map((r) => ({ ...r, count: Number(r.count) }));
-  }
-
-  /**
-   * The probe needs the provider's address and how it takes a credential. Read straight from
-   * `providers` (owned by generation) because generation depends on this module, not the
-   * reverse; this runs once per health-check round, off the request path.
-   */
-  providers(names: string[]): Promise<ProviderForProbe[]> {
-    return this.sql<ProviderForProbe>(
-      `SELECT name, kind, base_url, session_auth, timeout_ms FROM providers WHERE name = ANY($1)`,
-      [names],
-      'sessions.providers',
-    );
-  }
-
-  /** Enabled providers that take their credential from this pool. */
-  async sessionAuthProviders(): Promise<string[]> {
-    const rows = await this.sql<{ name: string }>(
-      `SELECT name FROM providers WHERE session_auth <> 'none' AND enabled`,
-      [],
-      'sessions.session_providers',
-    );
-    return rows.map((r) => r.name);
   }
 }

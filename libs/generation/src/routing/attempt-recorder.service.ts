@@ -41,7 +41,7 @@ export class AttemptRecorder {
     });
     upstreamDuration.observe({ provider: report.provider }, report.latencyMs / 1000);
     try {
-      credential?.report(report);
+      await credential?.report(report);
     } catch (err) {
       this.logger.warn({ err, provider: report.provider }, 'credential report failed');
     }

@@ -18,7 +18,8 @@ export interface CredentialLease {
   auth: UpstreamAuth;
   /** Shown in logs to tell credentials apart (an id or masked prefix, never the secret). */
   label?: string;
-  report(report: AttemptReport): void;
+  /** May return a promise: the recorder waits for it, so the next request sees the outcome. */
+  report(report: AttemptReport): void | Promise<void>;
 }
 
 /**
