@@ -20,6 +20,9 @@ export function h<K extends keyof HTMLElementTagNameMap>(
         el.addEventListener(event, listener);
     } else if (PROPERTIES.has(name)) {
       (el as unknown as Record<string, unknown>)[name] = value;
+      // form.reset() goes back to the defaults: make the initial state the default too.
+      if (name === 'value' && el instanceof HTMLInputElement) el.defaultValue = String(value);
+      if (name === 'checked' && el instanceof HTMLInputElement) el.defaultChecked = Boolean(value);
     } else if (value === true) {
       el.setAttribute(name, '');
     } else if (value !== undefined && value !== null && value !== false) {

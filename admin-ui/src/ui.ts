@@ -21,9 +21,13 @@ export function noticeArea(): HTMLElement {
   return noticeRegion;
 }
 
+const MAX_NOTICES = 3;
+
 export function notify(message: string): void {
   const item = h('p', { class: 'notice' }, message);
-  noticeArea().append(item);
+  const area = noticeArea();
+  area.append(item);
+  while (area.childElementCount > MAX_NOTICES) area.firstElementChild?.remove();
   window.setTimeout(() => item.remove(), 6_000);
 }
 

@@ -64,8 +64,14 @@ export const auditPage: PageDef = {
   },
 };
 
+/** One `key: value` line per top-level field (nested values as compact JSON). */
 function details(value: unknown): Node | string {
-  if (value === null || value === undefined) return '—';
-  if (typeof value === 'object' && Object.keys(value as object).length === 0) return '—';
-  return h('code', { class: 'details' }, JSON.stringify(value));
+  if (value === null || value === undefined || typeof value !== 'object')
+    return value === undefined || value === null ? '—' : String(value);
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length === 0) return '—';
+  const lines = entries.map(
+    ([k, v]) => `${k}: ${v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v)}`,
+  );
+  return h('code', { class: 'details' }, lines.join('\n'));
 }
