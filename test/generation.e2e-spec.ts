@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import OpenAI from 'openai';
 import { newConsumer, adminToken } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
@@ -615,6 +616,72 @@ ${['a', 'b', 'c']
     } finally {
       await gw.close();
       for (const u of [a, b, c]) await u.stop();
+    }
+  });
+});
+
+function postWithoutKeepAlive(
+  url: string,
+  key: string,
+  body: unknown,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      url,
+      {
+        method: 'POST',
+        agent: false,
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+describe('generation: graceful shutdown', () => {
+  it('finishes a slow upstream request started before shutdown, while readiness says 503', async () => {
+    const slow = await startMockUpstream('slow');
+    slow.always({ mode: 'ok', content: 'made it', delayMs: 1500 });
+    const file = writeProvidersFile(`
+providers:
+  - { name: slow, kind: openai, base_url: "${slow.url}", models: [slow-gpt], timeout_ms: 5000 }
+`);
+    const gw = await startGateway({ env: { PROVIDERS_FILE: file, SHUTDOWN_GRACE_MS: '4000' } });
+    try {
+      const { key } = await newConsumer(gw);
+      // A client without keep-alive: an idle kept-alive socket would hold the drain open until
+      // its own timeout, which is not what this test is about.
+      const pending = postWithoutKeepAlive(`${gw.url}/v1/chat/completions`, key, {
+        model: 'slow-gpt',
+        messages: [{ role: 'user', content: 'x' }],
+      });
+      await slow.waitFor(() => slow.count === 1);
+      const stopping = gw.gateway.shutdown();
+      // In-process probe: the listener no longer accepts new connections while draining.
+      const ready = await gw.gateway.app
+        .getHttpAdapter()
+        .getInstance()
+        .inject({ method: 'GET', url: '/health/ready' });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json().error.lifecycle).toEqual({ status: 'down', message: 'shutting down' });
+      const answer = await pending;
+      expect(answer.status).toBe(200);
+      expect(JSON.parse(answer.body).choices[0].message.content).toBe('made it');
+      expect(slow.requests[0].aborted).toBe(false);
+      await stopping;
+      expect(gw.logText()).toContain('shutdown complete');
+    } finally {
+      await gw.close();
+      await slow.stop();
     }
   });
 });

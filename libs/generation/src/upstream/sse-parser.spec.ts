@@ -1,0 +1,33 @@
+import { SseParser } from './sse-parser';
+
+describe('SseParser', () => {
+  it('splits events across arbitrary chunk boundaries and line endings', () => {
+    const text =
+      'data: {"a":1}\r\n\r\n: comment\n\nevent: x\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n';
+    for (const size of [1, 2, 3, 7, text.length]) {
+      const parser = new SseParser();
+      const events = [];
+      for (let i = 0; i < text.length; i += size)
+        events.push(...parser.push(text.slice(i, i + size)));
+      events.push(...parser.flush());
+      expect(events).toEqual([
+        { event: undefined, data: '{"a":1}' },
+        { event: 'x', data: 'line1\nline2' },
+        { event: undefined, data: '[DONE]' },
+      ]);
+    }
+  });
+
+  it('decodes multi-byte characters split between chunks', () => {
+    const bytes = Buffer.from('data: {"t":"héllo ✓"}\n\n');
+    const parser = new SseParser();
+    const events = [...parser.push(bytes.subarray(0, 15)), ...parser.push(bytes.subarray(15))];
+    expect(events).toEqual([{ event: undefined, data: '{"t":"héllo ✓"}' }]);
+  });
+
+  it('returns a last event that lacks its blank line on flush', () => {
+    const parser = new SseParser();
+    expect(parser.push('data: tail')).toEqual([]);
+    expect(parser.flush()).toEqual([{ event: undefined, data: 'tail' }]);
+  });
+});
