@@ -104,7 +104,12 @@ async function startPortkey(peers, cpu) {
  * synchronous_commit=off on that database (a Postgres setting, no code change): the variant
  * shows how much of the billing cost is waiting for the WAL flush of each commit.
  */
-async function startSwitchyard(name, mockUrl, cpu, { asyncCommit = false } = {}) {
+async function startSwitchyard(
+  name,
+  mockUrl,
+  cpu,
+  { asyncCommit = false, main = sy.GATEWAY_MAIN } = {},
+) {
   sy.ensureBuilt(log);
   const redisPrefix = `sybench${randomBytes(3).toString('hex')}:`;
   state.redisPrefixes.push(redisPrefix);
@@ -135,7 +140,7 @@ async function startSwitchyard(name, mockUrl, cpu, { asyncCommit = false } = {})
   const server = proc.startServer({
     name,
     command: process.execPath,
-    args: [...nodeArgs, sy.GATEWAY_MAIN],
+    args: [...nodeArgs, main],
     env,
     cpu,
     logFile: path.join(runDir, `${name}.log`),
@@ -246,6 +251,15 @@ function makeTargets(servers) {
     t['switchyard-hit'] = { ...gw, model: sy.PRICED_MODEL, fixedBody: true };
     // temperature > 0: not deterministic, so the cache is bypassed (no Redis get/set).
     t['switchyard-nobill-nocache'] = { ...gw, model: sy.FREE_MODEL, temperature: 0.7 };
+  }
+  if (servers.switchyardCandidate) {
+    const candidate = servers.switchyardCandidate;
+    t['switchyard-candidate'] = {
+      url: `${candidate.url}${path}`,
+      headers: { ...json, authorization: `Bearer ${candidate.key}` },
+      pid: candidate.pid,
+      model: sy.PRICED_MODEL,
+    };
   }
   if (servers.switchyardAsync) {
     const async = servers.switchyardAsync;
@@ -592,6 +606,15 @@ async function main() {
       serverCpu,
     );
     meta.keySource = state.servers.switchyard.keySource;
+    if (settings.candidateMain) {
+      state.servers.switchyardCandidate = await startSwitchyard(
+        'switchyard-candidate',
+        state.servers.mock.url,
+        serverCpu,
+        { main: settings.candidateMain },
+      );
+      log(`switchyard-candidate: ${settings.candidateMain}`);
+    }
     if (wanted.has('switchyard-async') && !settings.skip.has('switchyard-async')) {
       state.servers.switchyardAsync = await startSwitchyard(
         'switchyard-async',
@@ -609,7 +632,8 @@ async function main() {
   if (settings.prewarm > 0) {
     // JIT warm-up once per server so that round 1 is not slower than round 2.
     await setMockTiming(0, 0);
-    for (const name of ['direct', 'bare', 'portkey', 'switchyard', 'switchyard-async']) {
+    const servers = ['direct', 'bare', 'portkey', 'switchyard', 'switchyard-candidate'];
+    for (const name of [...servers, 'switchyard-async']) {
       if (!allTargets[name] || settings.skip.has(name) || !wanted.has(name)) continue;
       const target = targetFor(allTargets[name], name, { stream: false });
       await load.runAutocannon(autocannon, target, {

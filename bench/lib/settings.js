@@ -75,7 +75,7 @@ function scenarios(s) {
       delayMs: 0,
       chunkDelayMs: 2,
       stream: true,
-      targets: ['direct', 'bare', 'portkey', 'switchyard'],
+      targets: ['direct', 'bare', 'portkey', 'switchyard', 'switchyard-nobill'],
     },
     {
       id: 'stream-c64',
@@ -160,7 +160,18 @@ function readSettings(env) {
     stealWarn: num(env, 'STEAL_WARN', 20),
     noisySpread: num(env, 'NOISY_SPREAD', 0.25),
   };
+  // A candidate build (another dist/, e.g. a branch or a patched copy) as one more row next to
+  // the full pipeline, started and loaded exactly like it.
+  s.candidateMain = env.BENCH_CANDIDATE_MAIN ? path.resolve(env.BENCH_CANDIDATE_MAIN) : null;
   s.scenarios = scenarios(s);
+  if (s.candidateMain) {
+    for (const sc of s.scenarios) {
+      if (sc.mode !== 'soak' && sc.targets.includes('switchyard')) {
+        const at = sc.targets.indexOf('switchyard') + 1;
+        sc.targets = [...sc.targets.slice(0, at), 'switchyard-candidate', ...sc.targets.slice(at)];
+      }
+    }
+  }
   return s;
 }
 
