@@ -269,11 +269,53 @@ describeInBrowser('admin console in a real browser', () => {
 
     await page.getByRole('button', { name: `Revoke console-test (${prefix}…)` }).click();
     const confirm = page.getByRole('dialog', { name: `Revoke console-test (${prefix}…)?` });
+    // Escape cancels (focus starts on Cancel, so Enter would too): nothing is revoked.
+    await confirm.waitFor();
+    await page.keyboard.press('Escape');
+    await confirm.waitFor({ state: 'detached' });
+    expect((await models()).status).toBe(200);
+    await page.getByRole('button', { name: `Revoke console-test (${prefix}…)` }).click();
     await confirm.getByRole('button', { name: 'Revoke key' }).click();
     await notice(`Revoked console-test (${prefix}…).`).waitFor();
     const refused = await models();
     expect(refused.status).toBe(401);
     expect((await refused.json()).error.code).toBe('key_revoked');
+  });
+
+  it('rotates a key (new key shown once, old one valid for the grace) and edits limits by keyboard', async () => {
+    const models = (key: string) =>
+      fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    const oldPrefix = consumer.key.slice(0, 10);
+    await page.getByRole('button', { name: `Rotate test (${oldPrefix}…)` }).click();
+    const rotate = page.getByRole('dialog', { name: 'Rotate test' });
+    await rotate.getByLabel('Grace period').selectOption('3600');
+    await rotate.getByRole('button', { name: 'Rotate key' }).click();
+    const shown = page.getByRole('dialog', { name: 'New key for "test"' });
+    const newKey = await shown.getByLabel('Key').inputValue();
+    expect(newKey).toMatch(/^sk-sy-/);
+    expect(newKey).not.toBe(consumer.key);
+    await page.keyboard.press('Escape');
+    await shown.waitFor({ state: 'detached' });
+    expect((await models(newKey)).status).toBe(200);
+    expect((await models(consumer.key)).status).toBe(200); // grace period
+    const keys = page.getByRole('region', { name: 'API keys' });
+    await keys.locator('.badge').getByText('rotating', { exact: true }).waitFor();
+
+    // Limits of the new key with the keyboard only: focus, Enter, type, Enter.
+    const newPrefix = newKey.slice(0, 10);
+    await page.getByRole('button', { name: `Edit limits of test (${newPrefix}…)` }).focus();
+    await page.keyboard.press('Enter');
+    const limits = page.getByRole('dialog', { name: 'Limits of test' });
+    await limits.getByLabel('Requests per minute').focus();
+    await page.keyboard.type('30');
+    await page.keyboard.press('Enter');
+    await notice('Saved the limits of test.').waitFor();
+    const listed = (await adminApi('GET', `/admin/keys?user_id=${consumer.userId}`)).body.data;
+    expect(listed.find((k: { prefix: string }) => k.prefix === newPrefix)).toMatchObject({
+      status: 'active',
+      rate_limit_per_minute: 30,
+      rate_limit_per_hour: null,
+    });
   });
 
   it('grants credits and shows the new balance and ledger row', async () => {

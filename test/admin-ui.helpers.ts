@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..');
@@ -7,10 +7,36 @@ export const ROOT = path.resolve(__dirname, '..');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { uiBuildIsStale } = require('../admin-ui/build-state.js') as { uiBuildIsStale(): boolean };
 
-/** Builds dist/admin-ui when it is missing or older than admin-ui/ (what `npm start` does too). */
+const BUILD_LOCK = path.join(ROOT, 'dist', '.admin-ui-build.lock');
+const LOCK_WAIT_MS = 180_000;
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Builds dist/admin-ui when it is missing or older than admin-ui/ (what `npm start` does too).
+ * Jest workers running both console suites at once take turns: one builds, the other waits.
+ */
 export function ensureUiBuilt(): void {
   if (!uiBuildIsStale()) return;
-  execFileSync('npm', ['run', '--silent', 'build:ui'], { cwd: ROOT, stdio: 'inherit' });
+  mkdirSync(path.dirname(BUILD_LOCK), { recursive: true });
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      closeSync(openSync(BUILD_LOCK, 'wx'));
+      break;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`${BUILD_LOCK} held for too long; remove it`);
+      sleep(250);
+    }
+  }
+  try {
+    if (uiBuildIsStale())
+      execFileSync('npm', ['run', '--silent', 'build:ui'], { cwd: ROOT, stdio: 'inherit' });
+  } finally {
+    rmSync(BUILD_LOCK, { force: true });
+  }
 }
 
 const CHROMIUM_CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser'];

@@ -75,9 +75,10 @@ export async function signIn(username: string, password: string): Promise<void> 
   };
   // Sign out when the token expires rather than failing on the next click.
   window.clearTimeout(expiryTimer);
+  // (setTimeout fires at once beyond ~24.8 days, so very long lifetimes are capped.)
   expiryTimer = window.setTimeout(
     () => signOut('Your session expired. Sign in again.'),
-    Math.max(0, body.expires_in * 1000 - 5_000),
+    Math.min(2_000_000_000, Math.max(0, body.expires_in * 1000 - 5_000)),
   );
 }
 

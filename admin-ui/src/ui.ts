@@ -135,7 +135,7 @@ export function form(
   );
   const el = h(
     'form',
-    { 'aria-label': attrs.label, novalidate: false },
+    { 'aria-label': attrs.label },
     children,
     h('div', { class: 'form-actions' }, submit),
     error.el,

@@ -15,6 +15,7 @@ import {
   TrafficView,
   trafficView,
 } from './admin-stats.view';
+import { reuseMs } from './admin-stats.params';
 import { RequestTrafficRepository } from './request-traffic.repository';
 
 export interface AdminStats {
@@ -30,12 +31,7 @@ export interface AdminStats {
   unavailable: string[];
 }
 
-/*
- * Consoles poll this every few seconds; several admins (or tabs) share one answer per replica,
- * so the request-log aggregates run at most once per STATS_TTL_MS. The cache section scans the
- * cache's keys, so it is refreshed less often.
- */
-const STATS_TTL_MS = 2_000;
+// The cache section scans the cache's keys: refreshed less often than the rest.
 const CACHE_SECTION_TTL_MS = 15_000;
 const TOP_PROVIDERS = 10;
 
@@ -58,7 +54,7 @@ export class AdminStatsService {
   snapshot(windowSeconds: number): Promise<AdminStats> {
     const now = Date.now();
     const hit = this.memo.get(windowSeconds);
-    if (hit && now - hit.at < STATS_TTL_MS) return hit.value;
+    if (hit && now - hit.at < reuseMs(windowSeconds)) return hit.value;
     const value = this.collect(windowSeconds);
     this.memo.set(windowSeconds, { at: now, value });
     // A failed collection must not be served to the next caller.

@@ -1,4 +1,4 @@
-import { parseWindow } from './admin-stats.controller';
+import { parseWindow, reuseMs } from './admin-stats.params';
 import { breakersView, fillMinutes, sessionsView, trafficView } from './admin-stats.view';
 
 describe('admin stats views', () => {
@@ -117,5 +117,14 @@ describe('admin stats views', () => {
     expect(parseWindow('86400')).toBe(86400);
     for (const bad of ['59', '86401', '-5', '1e3', ' 60', 'x'])
       expect(() => parseWindow(bad)).toThrow(/window_seconds/);
+  });
+});
+
+describe('admin stats reuse period', () => {
+  it('is 2 s for short windows and grows with the window up to a minute', () => {
+    expect(reuseMs(60)).toBe(2_000);
+    expect(reuseMs(300)).toBe(3_000);
+    expect(reuseMs(3600)).toBe(36_000);
+    expect(reuseMs(86_400)).toBe(60_000);
   });
 });
