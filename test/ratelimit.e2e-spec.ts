@@ -1,7 +1,9 @@
 import Redis from 'ioredis';
+import { CreditsService } from '@app/credits';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { installAuthProbe, metricValue } from './support/auth-probe';
 import { startGateway, TestGateway, uniqueRedisPrefix } from './support/gateway';
+import { startMockUpstream, writeProvidersFile } from './support/mock-upstream';
 import { startRedisServer } from './support/redis-server';
 import { testEnv } from './support/test-env';
 
@@ -250,7 +252,8 @@ describe('rate limits when Redis dies', () => {
 describe('login limiter on /auth/token (per IP, @nestjs/throttler on Redis)', () => {
   it('caps attempts per client IP across replicas with 429 and Retry-After', async () => {
     const prefix = uniqueRedisPrefix();
-    const env = { REDIS_KEY_PREFIX: prefix, LOGIN_RATE_LIMIT_PER_MINUTE: '3' };
+    // Clients are told apart by X-Forwarded-For, as behind a trusted ingress.
+    const env = { REDIS_KEY_PREFIX: prefix, LOGIN_RATE_LIMIT_PER_MINUTE: '3', TRUST_PROXY: 'true' };
     const gw1 = await startGateway({ env });
     const gw2 = await startGateway({ databaseUrl: gw1.databaseUrl, env });
     const login = (gw: TestGateway, ip: string, username: string) =>
@@ -281,6 +284,59 @@ describe('login limiter on /auth/token (per IP, @nestjs/throttler on Redis)', ()
     } finally {
       await gw2.close();
       await gw1.close();
+    }
+  });
+});
+
+describe('rate limits on the chat API', () => {
+  it('refuses with 429 before anything is charged or sent upstream; streams carry the headers', async () => {
+    const upstream = await startMockUpstream('primary');
+    const file = writeProvidersFile(
+      [
+        'providers:',
+        '  - name: primary',
+        '    kind: openai',
+        `    base_url: ${upstream.url}`,
+        '    models: [gpt-rl-test]',
+        'pricing:',
+        '  - { model: gpt-rl-test, per_request: 4 }',
+        '',
+      ].join('\n'),
+    );
+    const gw = await startGateway({ env: { PROVIDERS_FILE: file } });
+    try {
+      const consumer = await newConsumer(gw, { credits: 100, rateLimitPerMinute: 2 });
+      const send = (stream: boolean) =>
+        fetch(`${gw.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${consumer.key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'gpt-rl-test',
+            messages: [{ role: 'user', content: 'hi' }],
+            stream,
+          }),
+        });
+      const json = await send(false);
+      expect(json.status).toBe(200);
+      expect(limitHeaders(json)).toMatchObject({ limit: '2', remaining: '1' });
+      const stream = await send(true);
+      expect(stream.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      expect(limitHeaders(stream)).toMatchObject({ limit: '2', remaining: '0' });
+      await stream.text();
+      // Read through the service: GET /v1/credits is an API-key route and counts too.
+      const balanceOf = async () =>
+        (await gw.gateway.app.get(CreditsService).balance(consumer.userId)).balance;
+      const before = await balanceOf();
+      const calls = upstream.count;
+      const refused = await send(false);
+      expect(refused.status).toBe(429);
+      expect((await refused.json()).error.code).toBe('rate_limit_exceeded');
+      expect(upstream.count).toBe(calls);
+      expect(await balanceOf()).toBe(before);
+      expect(before).toBe(100 - 2 * 4);
+    } finally {
+      await gw.close();
+      await upstream.stop();
     }
   });
 });

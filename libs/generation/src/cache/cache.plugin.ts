@@ -60,8 +60,11 @@ export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
   async finish(ctx: GenerationContext, outcome: GenerationOutcome): Promise<void> {
     const charge = ctx.state.get(HIT_CHARGE) as Reservation | undefined;
     if (charge) {
-      if (outcome.status === 'failed') await this.credits.refund(charge, 'cache hit not delivered');
-      else await this.credits.settle(charge, this.cache.hitPrice);
+      const closed =
+        outcome.status === 'failed'
+          ? await this.credits.refund(charge, 'cache hit not delivered')
+          : await this.credits.settle(charge, this.cache.hitPrice);
+      ctx.annotate?.({ credits: closed?.charged ?? charge.amount });
     }
     const storeKey = ctx.state.get(STORE_KEY) as string | undefined;
     // Only a complete answer from an upstream is stored: never a cut stream, an error, or a hit.
