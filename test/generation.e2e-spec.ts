@@ -408,6 +408,44 @@ providers:
       expect(err.status).toBe(502);
     });
 
+    it('holds the upstream back while the client reads slowly (backpressure)', async () => {
+      // 32 MiB in 8000 chunks: far more than the socket buffers between the three processes.
+      primary.always({ mode: 'ok', content: 'x'.repeat(32 * 1024 * 1024), chunks: 8000 });
+      const received = await new Promise<{ pausedFinished: boolean; bytes: number }>(
+        (resolve, reject) => {
+          const req = httpRequest(
+            `${gw.url}/v1/chat/completions`,
+            {
+              method: 'POST',
+              headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            },
+            (res) => {
+              res.pause();
+              setTimeout(() => {
+                const pausedFinished = primary.requests[0]?.finished ?? true;
+                let bytes = 0;
+                res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+                res.on('end', () => resolve({ pausedFinished, bytes }));
+                res.resume();
+              }, 1500);
+            },
+          );
+          req.on('error', reject);
+          req.end(
+            JSON.stringify({
+              model: 'up-gpt',
+              messages: [{ role: 'user', content: 'x' }],
+              stream: true,
+            }),
+          );
+        },
+      );
+      expect(received.pausedFinished).toBe(false);
+      expect(received.bytes).toBeGreaterThan(32 * 1024 * 1024);
+      expect(primary.requests[0].finished).toBe(true);
+      expect(primary.requests[0].aborted).toBe(false);
+    });
+
     it('cancels the upstream stream when the client goes away', async () => {
       primary.always({ mode: 'ok', content: 'abcdefgh', chunks: 4, holdAfter: 1 });
       const controller = new AbortController();

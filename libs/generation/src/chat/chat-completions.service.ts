@@ -9,6 +9,7 @@ import { OpenAttempt, Routed, UpstreamRouter } from '../routing/upstream-router.
 import { toFailure } from '../upstream/openai.upstream';
 import { estimateTokens, messagesText } from '../upstream/tokens';
 import {
+  AttemptOutcome,
   ChatCompletion,
   SseEvent,
   UpstreamEventStream,
@@ -205,10 +206,10 @@ export class ChatCompletionsService {
     attempt: OpenAttempt,
     attempts: number,
     acc: StreamAccumulator,
-    end: { outcome: 'success' | 'aborted' | 'stream_cut' | 'malformed' | string; message?: string },
+    end: { outcome: AttemptOutcome; message?: string },
   ): Promise<void> {
     const complete = end.outcome === 'success';
-    await attempt.end(end.outcome as never, { message: end.message });
+    await attempt.end(end.outcome, { message: end.message });
     const completion = acc.completion();
     const usage: GenerationOutcome['usage'] =
       acc.usage ?? this.estimateUsage(ctx, null, acc.deliveredChars);

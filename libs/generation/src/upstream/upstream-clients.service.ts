@@ -17,10 +17,14 @@ interface Entry {
 @Injectable()
 export class UpstreamClients implements OnApplicationShutdown {
   private readonly clients = new Map<string, Entry>();
+  private readonly byConfig = new WeakMap<ProviderConfig, UpstreamClient>();
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
   for(provider: ProviderConfig): UpstreamClient {
+    // The registry makes new ProviderConfig objects only when it reloads: skip the fingerprint.
+    const known = this.byConfig.get(provider);
+    if (known) return known;
     const fingerprint = JSON.stringify([
       provider.kind,
       provider.baseUrl,
@@ -28,7 +32,10 @@ export class UpstreamClients implements OnApplicationShutdown {
       provider.mock,
     ]);
     const entry = this.clients.get(provider.name);
-    if (entry?.fingerprint === fingerprint) return entry.client;
+    if (entry?.fingerprint === fingerprint) {
+      this.byConfig.set(provider, entry.client);
+      return entry.client;
+    }
     if (entry) void entry.client.close();
     const client =
       provider.kind === 'mock'
@@ -38,6 +45,7 @@ export class UpstreamClients implements OnApplicationShutdown {
             connectTimeoutMs: this.config.upstream.connectTimeoutMs,
           });
     this.clients.set(provider.name, { fingerprint, client });
+    this.byConfig.set(provider, client);
     return client;
   }
 
