@@ -1,10 +1,25 @@
-import * as argon2 from 'argon2';
+import { randomBytes } from 'node:crypto';
+import { argon2id, argon2Verify } from 'hash-wasm';
 
 /** Shortest password create-admin and POST /admin/users accept. */
 export const MIN_PASSWORD_LENGTH = 12;
 
+/**
+ * argon2id with the parameters of the reference implementation's defaults (64 MiB, 3 passes,
+ * 4 lanes). hash-wasm runs it as WebAssembly: the native `argon2` package's prebuilt binary
+ * crashed Node on a fresh install here, and a password hash must not depend on a compiler.
+ * The output is the standard PHC string, so hashes made by either implementation verify.
+ */
 export function hashPassword(password: string): Promise<string> {
-  return argon2.hash(password, { type: argon2.argon2id });
+  return argon2id({
+    password,
+    salt: randomBytes(16),
+    parallelism: 4,
+    iterations: 3,
+    memorySize: 65536,
+    hashLength: 32,
+    outputType: 'encoded',
+  });
 }
 
 let dummyHash: Promise<string> | undefined;
@@ -19,11 +34,11 @@ export async function verifyPassword(
 ): Promise<boolean> {
   if (!hash) {
     dummyHash ??= hashPassword('switchyard-timing-equaliser');
-    await argon2.verify(await dummyHash, password).catch(() => false);
+    await argon2Verify({ password, hash: await dummyHash }).catch(() => false);
     return false;
   }
   try {
-    return await argon2.verify(hash, password);
+    return await argon2Verify({ password, hash });
   } catch {
     return false;
   }
