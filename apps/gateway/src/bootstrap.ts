@@ -11,6 +11,7 @@ import {
   requestIdFrom,
 } from '@app/observability';
 import { AppModule } from './app.module';
+import { installHttpHardening, serverOptions } from './http-hardening';
 
 export interface GatewayApp {
   app: NestFastifyApplication;
@@ -32,6 +33,7 @@ export async function createGateway(
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     trustProxy: config.http.trustProxy,
+    ...serverOptions(config.http),
   });
   const app = await NestFactory.create<NestFastifyApplication>(
     AppModule.forRoot(config, logger),
@@ -40,6 +42,8 @@ export async function createGateway(
       logger: new PinoNestLogger(logger),
       bufferLogs: false,
       abortOnError: false,
+      // installHttpHardening registers the body parsers (JSON with a depth cap).
+      bodyParser: false,
     },
   );
   const fastify = app.getHttpAdapter().getInstance();
@@ -48,6 +52,7 @@ export async function createGateway(
     // Admin and public API calls go to request_logs; health and metrics are excluded upstream.
     requestLogs.record(done);
   });
+  installHttpHardening(app, config);
   await app.init();
   await app.listen(config.http.port, config.http.host);
   const address = fastify.server.address();

@@ -47,6 +47,12 @@ function buildConfig(env: NodeJS.ProcessEnv) {
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
       trustProxy: parseTrustProxy(e.TRUST_PROXY),
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+      bodyMaxDepth: e.BODY_MAX_DEPTH,
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      connectionTimeoutMs: e.HTTP_CONNECTION_TIMEOUT_MS,
+      corsOrigins: e.CORS_ORIGINS,
     },
     database: {
       url: e.DATABASE_URL,
@@ -119,6 +125,8 @@ function buildConfig(env: NodeJS.ProcessEnv) {
       connectTimeoutMs: e.UPSTREAM_CONNECT_TIMEOUT_MS,
       poolConnections: e.UPSTREAM_POOL_CONNECTIONS,
       retryBackoffMs: e.UPSTREAM_RETRY_BACKOFF_MS,
+      /** Empty: base_url cannot be changed through the admin API (only PROVIDERS_FILE). */
+      baseUrlAllowlist: e.PROVIDER_BASE_URL_ALLOWLIST,
     },
     requestLogs: {
       retentionDays: e.REQUEST_LOG_RETENTION_DAYS,

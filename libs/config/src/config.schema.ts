@@ -159,6 +159,19 @@ export const envSchema = z.object({
   UPSTREAM_POOL_CONNECTIONS: int(64, 1, 10000),
   UPSTREAM_RETRY_BACKOFF_MS: int(100, 0, 10000),
   BODY_LIMIT_BYTES: int(10 * 1024 * 1024, 1024),
+  /** Deepest JSON nesting accepted in a request body; deeper is a 400 (stack-safe handling). */
+  BODY_MAX_DEPTH: int(64, 2, 1000),
+  /** Slow clients: time to send the request headers, then the whole request. */
+  HTTP_HEADERS_TIMEOUT_MS: int(10_000, 100),
+  HTTP_REQUEST_TIMEOUT_MS: int(30_000, 100),
+  /** Idle keep-alive connections are closed after this. */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(72_000, 100),
+  /** A socket with no traffic either way for this long is closed (0: never). */
+  HTTP_CONNECTION_TIMEOUT_MS: int(300_000, 0),
+  /** Browser origins allowed by CORS (comma-separated; `*` for any). Empty: no CORS at all. */
+  CORS_ORIGINS: csv,
+  /** Where PATCH /admin/providers may point a base_url (origins or *.host patterns; `*` any). */
+  PROVIDER_BASE_URL_ALLOWLIST: csv,
   /** false (default), true, a hop count, or comma-separated trusted proxy addresses/CIDRs. */
   TRUST_PROXY: z.string().default('false'),
   REQUEST_LOG_RETENTION_DAYS: int(30, 1),

@@ -10,7 +10,8 @@ import {
   UseGuards,
 } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
-import { AdminGuard, AuditService, CurrentAdmin } from '@app/auth';
+import { ApiError } from '@app/observability';
+import { AdminGuard, AuditService, CurrentAdmin, UsersService } from '@app/auth';
 import type { AdminIdentity } from '@app/auth';
 import {
   adjustCreditsDto,
@@ -33,6 +34,7 @@ export class CreditsAdminController {
   constructor(
     private readonly credits: CreditsService,
     private readonly auditLog: AuditService,
+    private readonly users: UsersService,
   ) {}
 
   /** 201 for a new grant; 200 with `replayed: true` when the idempotency key was used before. */
@@ -131,7 +133,7 @@ export class CreditsAdminController {
 
   @Get('users/:userId')
   async account(@Param('userId') userId: string) {
-    const id = requireUserId(userId);
+    const id = await this.existingUser(userId);
     return { user_id: id, ...accountView(await this.credits.balance(id)) };
   }
 
@@ -142,7 +144,16 @@ export class CreditsAdminController {
     @Query('cursor') cursor?: string,
   ) {
     const size = parseLimit(limit);
-    const rows = await this.credits.ledger(requireUserId(userId), size + 1, decodeCursor(cursor));
+    const id = await this.existingUser(userId);
+    const rows = await this.credits.ledger(id, size + 1, decodeCursor(cursor));
     return ledgerPageView(rows, size);
+  }
+
+  /** A well-formed id of no user is a 404, not an empty account. */
+  private async existingUser(userId: string): Promise<string> {
+    const id = requireUserId(userId);
+    if (!(await this.users.findById(id)))
+      throw ApiError.notFound(`No user with id ${id}`, 'user_not_found', 'user_id');
+    return id;
   }
 }

@@ -14,13 +14,6 @@ export interface IdempotencyRecord {
   response: StoredResponse | null;
 }
 
-/** UPDATE/DELETE come back from TypeORM as [rows, rowCount]. */
-function rowCount(result: unknown): number {
-  if (Array.isArray(result) && result.length === 2 && typeof result[1] === 'number')
-    return result[1];
-  return Array.isArray(result) ? result.length : 0;
-}
-
 @Injectable()
 export class IdempotencyRepository {
   constructor(private readonly db: DatabaseService) {}
@@ -77,14 +70,14 @@ export class IdempotencyRepository {
   }
 
   async complete(userId: string, key: string, response: StoredResponse): Promise<boolean> {
-    const result = await this.db.query(
+    const result = await this.db.execute(
       `UPDATE idempotency_keys
        SET status = 'completed', response = $3::jsonb, completed_at = now(), locked_until = now()
        WHERE user_id = $1 AND key = $2 AND status = 'in_flight'`,
       [userId, key, JSON.stringify(response)],
       'idempotency_complete',
     );
-    return rowCount(result) > 0;
+    return result.rowCount > 0;
   }
 
   async release(userId: string, key: string): Promise<void> {
@@ -96,8 +89,7 @@ export class IdempotencyRepository {
   }
 
   async deleteExpired(): Promise<number> {
-    return rowCount(
-      await this.db.query(`DELETE FROM idempotency_keys WHERE expires_at < now()`, []),
-    );
+    return (await this.db.execute(`DELETE FROM idempotency_keys WHERE expires_at < now()`, []))
+      .rowCount;
   }
 }

@@ -34,3 +34,21 @@ export function databaseUnavailable(): ApiError {
     { 'retry-after': '2' },
   );
 }
+
+/**
+ * SQLSTATE class 22 (data exception: a NUL character, an invalid escape in JSON, a number out
+ * of range) and 54001 (a value nested too deep): Postgres refused a value that came from a
+ * request. That is the client's 400, not the gateway's 500.
+ */
+export function isRefusedValue(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && (code.startsWith('22') || code === '54001');
+}
+
+export function refusedValue(): ApiError {
+  return ApiError.badRequest(
+    'The request contains a value that cannot be stored (for example a NUL character or an invalid Unicode escape)',
+    null,
+    'invalid_value',
+  );
+}

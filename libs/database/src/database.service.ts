@@ -1,15 +1,30 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
-import { DataSource, EntityManager, Migration } from 'typeorm';
+import { DataSource, Migration } from 'typeorm';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LOGGER } from '@app/observability';
 import { MIGRATIONS } from '../../../migrations';
-import { databaseUnavailable, isConnectionError } from './database.errors';
+import {
+  databaseUnavailable,
+  isConnectionError,
+  isRefusedValue,
+  refusedValue,
+} from './database.errors';
 import { dbPoolConnections, dbQueryDuration, dbUp } from './database.metrics';
 import { EmbeddedPostgres } from './embedded-postgres';
 
-export type Queryable = Pick<EntityManager, 'query'>;
+/* eslint-disable @typescript-eslint/no-explicit-any -- rows are typed by each repository's T */
+/**
+ * What repositories run SQL on: the pool, or one transaction's connection. `query` answers the
+ * rows of any statement (RETURNING rows for UPDATE/DELETE); `execute` adds the affected-row
+ * count for UPDATE/DELETE without RETURNING.
+ */
+export interface Queryable {
+  query<T = any>(sql: string, params?: unknown[]): Promise<T[]>;
+  execute<T = any>(sql: string, params?: unknown[]): Promise<{ rows: T[]; rowCount: number }>;
+}
+/* eslint-enable @typescript-eslint/no-explicit-any */
 
 const PROBE_INTERVAL_MS = 2000;
 
@@ -173,9 +188,9 @@ export class DatabaseService implements OnApplicationShutdown {
     if (!this.reachable) throw databaseUnavailable();
     const end = dbQueryDuration.startTimer({ operation });
     try {
-      return await this.source().query(sql, params);
+      return (await this.pool().query(sql, params)).rows as T[];
     } catch (err) {
-      throw this.translate(err);
+      throw this.translate(err, operation);
     } finally {
       end();
     }
@@ -186,20 +201,87 @@ export class DatabaseService implements OnApplicationShutdown {
     if (!this.reachable) throw databaseUnavailable();
     const end = dbQueryDuration.startTimer({ operation });
     try {
-      return await this.source().transaction((manager) => work(manager));
+      return await this.runTransaction(work);
     } catch (err) {
-      throw this.translate(err);
+      throw this.translate(err, operation);
     } finally {
       end();
     }
   }
 
-  private translate(err: unknown): unknown {
+  private translate(err: unknown, operation: string): unknown {
     if (isConnectionError(err)) {
       this.reachable = false;
       return databaseUnavailable();
     }
+    // TypeORM copies the bound parameters onto its error; they can hold key hashes or
+    // credentials, and the error may be logged.
+    if (err && typeof err === 'object' && 'parameters' in err)
+      delete (err as { parameters?: unknown }).parameters;
+    if (isRefusedValue(err)) {
+      const { code, message } = err as { code: string; message: string };
+      this.logger.warn({ operation, code, reason: message }, 'database refused a request value');
+      return refusedValue();
+    }
     return err;
+  }
+
+  /** Like query, with the affected-row count (UPDATE/DELETE without RETURNING). */
+  async execute<T = Record<string, unknown>>(
+    sql: string,
+    params: unknown[] = [],
+    operation = 'query',
+  ): Promise<{ rows: T[]; rowCount: number }> {
+    const rows: T[] = [];
+    let rowCount = 0;
+    await this.transactionless(async () => {
+      const result = await this.pool().query(sql, params);
+      rows.push(...(result.rows as T[]));
+      rowCount = result.rowCount ?? 0;
+    }, operation);
+    return { rows, rowCount };
+  }
+
+  /** Measurement, fail-fast and error translation shared by the single-statement paths. */
+  private async transactionless(run: () => Promise<void>, operation: string): Promise<void> {
+    if (!this.reachable) throw databaseUnavailable();
+    const end = dbQueryDuration.startTimer({ operation });
+    try {
+      await run();
+    } catch (err) {
+      throw this.translate(err, operation);
+    } finally {
+      end();
+    }
+  }
+
+  /**
+   * BEGIN/COMMIT on one pooled connection, straight on pg: TypeORM's managers answer
+   * UPDATE/DELETE with [rows, count], which every repository would otherwise have to undo.
+   */
+  private async runTransaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.pool().connect();
+    const tx: Queryable = {
+      query: async (sql, params = []) => (await client.query(sql, params)).rows,
+      execute: async (sql, params = []) => {
+        const result = await client.query(sql, params);
+        return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+      },
+    };
+    let failure: unknown;
+    try {
+      await client.query('BEGIN');
+      const result = await work(tx);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      failure = err;
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      // A broken connection is destroyed rather than handed to the next caller.
+      client.release(isConnectionError(failure) ? (failure as Error) : undefined);
+    }
   }
 
   /** Raw DataSource for migrations and the CLI. */

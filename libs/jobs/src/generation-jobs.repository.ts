@@ -291,7 +291,7 @@ export class GenerationJobsRepository {
   async deleteFinishedBefore(days: number, batch = 5000): Promise<number> {
     let total = 0;
     for (;;) {
-      const result = await this.db.query(
+      const result = await this.db.execute(
         `DELETE FROM generation_jobs WHERE id IN (
            SELECT id FROM generation_jobs
            WHERE status = ANY($1::text[]) AND completed_at < now() - make_interval(days => $2)
@@ -299,7 +299,7 @@ export class GenerationJobsRepository {
         [FINAL_STATUSES, days, batch],
         'jobs_retention',
       );
-      const deleted = Array.isArray(result) && typeof result[1] === 'number' ? result[1] : 0;
+      const deleted = result.rowCount;
       total += deleted;
       if (deleted < batch) return total;
     }

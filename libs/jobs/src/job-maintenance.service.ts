@@ -150,13 +150,13 @@ export class JobMaintenance implements OnModuleInit, OnApplicationBootstrap, OnA
   private async deleteAuditBefore(days: number): Promise<number> {
     let total = 0;
     for (;;) {
-      const result = await this.database.query(
+      const result = await this.database.execute(
         `DELETE FROM audit_log WHERE id IN (
            SELECT id FROM audit_log WHERE created_at < now() - make_interval(days => $1) LIMIT $2)`,
         [days, RETENTION_BATCH],
         'audit_retention',
       );
-      const deleted = Array.isArray(result) && typeof result[1] === 'number' ? result[1] : 0;
+      const deleted = result.rowCount;
       total += deleted;
       if (deleted < RETENTION_BATCH) return total;
     }

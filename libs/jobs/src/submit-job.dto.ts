@@ -8,7 +8,7 @@ export interface SubmitJobInput {
   request: Record<string, unknown>;
 }
 
-const submitSchema = z.object({
+const submitSchema = z.strictObject({
   type: z.enum(JOB_TYPES, { message: 'type must be "chat" or "image"' }),
   request: z.record(z.string(), z.unknown(), { message: 'request must be an object' }),
 });
@@ -18,6 +18,8 @@ export function parseSubmit(body: unknown): SubmitJobInput {
   const parsed = submitSchema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
+    if (issue.code === 'unrecognized_keys')
+      throw ApiError.badRequest(`Unknown field: ${issue.keys[0]}`, issue.keys[0]);
     const param = issue.path.length > 0 ? issue.path.join('.') : null;
     throw ApiError.badRequest(issue.message, param);
   }
@@ -45,6 +47,8 @@ export function parseClearStuck(body: unknown, fallbackMinutes: number): number 
   const value = body === undefined || body === null ? {} : body;
   if (typeof value !== 'object' || Array.isArray(value))
     throw ApiError.badRequest('body must be a JSON object', null);
+  const unknown = Object.keys(value).find((k) => k !== 'older_than_minutes');
+  if (unknown !== undefined) throw ApiError.badRequest(`Unknown field: ${unknown}`, unknown);
   const minutes = (value as { older_than_minutes?: unknown }).older_than_minutes;
   if (minutes === undefined) return fallbackMinutes;
   const parsed = clearStuckSchema.safeParse({ older_than_minutes: minutes });

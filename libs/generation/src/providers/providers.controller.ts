@@ -1,9 +1,20 @@
-import { Body, Controller, Get, NotFoundException, Param, Patch, UseGuards } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Get,
+  Inject,
+  NotFoundException,
+  Param,
+  Patch,
+  UseGuards,
+} from '@nestjs/common';
 import { z } from 'zod';
 import { AdminGuard, AdminIdentity, AuditService, CurrentAdmin, requireUuid } from '@app/auth';
 import { CircuitBreakerService } from '@app/circuit-breaker';
+import { APP_CONFIG, AppConfig } from '@app/config';
 import { ApiError } from '@app/observability';
 import { parseBody } from '../pipeline/validation';
+import { checkBaseUrlChange } from './base-url-policy';
 import { toProviderView } from './provider.types';
 import { ProviderRegistry } from './provider-registry.service';
 
@@ -12,6 +23,8 @@ const patchSchema = z
     priority: z.number().int().min(0).max(1_000_000).optional(),
     enabled: z.boolean().optional(),
     timeout_ms: z.number().int().min(100).max(3_600_000).optional(),
+    /** Checked against PROVIDER_BASE_URL_ALLOWLIST (SSRF guard; base-url-policy.ts). */
+    base_url: z.string().min(1).max(2048).optional(),
     settings: z
       .object({
         latency_ms: z.number().int().min(0).max(600_000).optional(),
@@ -24,7 +37,7 @@ const patchSchema = z
   })
   .strict()
   .refine((p) => Object.keys(p).length > 0, {
-    message: 'send at least one of priority, enabled, timeout_ms, settings',
+    message: 'send at least one of priority, enabled, timeout_ms, base_url, settings',
   });
 
 /** Seed 002 "switch provider, update priority": run-time control over routing. */
@@ -32,6 +45,7 @@ const patchSchema = z
 @UseGuards(AdminGuard)
 export class ProvidersController {
   constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly registry: ProviderRegistry,
     private readonly breakers: CircuitBreakerService,
     private readonly audit: AuditService,
@@ -60,6 +74,11 @@ export class ProvidersController {
     if (!current) throw ApiError.notFound(`No provider with id ${id}`, 'provider_not_found', 'id');
     if (patch.settings && current.kind !== 'mock')
       throw ApiError.badRequest('settings apply to mock providers only', 'settings');
+    if (patch.base_url !== undefined) {
+      if (current.kind === 'mock')
+        throw ApiError.badRequest('the built-in mock provider has no base_url', 'base_url');
+      patch.base_url = checkBaseUrlChange(patch.base_url, this.config.upstream.baseUrlAllowlist);
+    }
     const settings = patch.settings ? { ...current.mock, ...patch.settings } : undefined;
     const updated = await this.registry.update(id, { ...patch, settings });
     if (!updated) throw new NotFoundException();
@@ -69,6 +88,7 @@ export class ProvidersController {
         priority: current.priority,
         enabled: current.enabled,
         timeout_ms: current.timeoutMs,
+        base_url: current.baseUrl,
         settings: current.mock,
       },
       after: patch,

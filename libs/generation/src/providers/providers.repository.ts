@@ -13,7 +13,10 @@ export interface ProviderRow {
   enabled: boolean;
   models: string[];
   timeout_ms: number;
-  settings: { mock?: MockSettings; file?: { priority: number; enabled: boolean } };
+  settings: {
+    mock?: MockSettings;
+    file?: { priority: number; enabled: boolean; base_url?: string | null };
+  };
   created_at: Date;
   updated_at: Date;
 }
@@ -22,6 +25,7 @@ export interface ProviderPatch {
   priority?: number;
   enabled?: boolean;
   timeout_ms?: number;
+  base_url?: string;
   settings?: MockSettings;
 }
 
@@ -42,16 +46,17 @@ export class ProvidersRepository {
   constructor(private readonly database: DatabaseService) {}
 
   /**
-   * Writes the file's providers into the table. Priority and enabled are run-time controls
-   * (PATCH /admin/providers): an admin's change survives restarts, and the file's value wins
-   * again only when the file itself changes it (the last file values are kept in settings.file).
+   * Writes the file's providers into the table. Priority, enabled and base_url are run-time
+   * controls (PATCH /admin/providers): an admin's change survives restarts, and the file's value
+   * wins again only when the file itself changes it (the last file values are kept in
+   * settings.file).
    */
   async syncFromFile(definitions: ProviderDefinition[]): Promise<void> {
     await this.database.transaction(async (tx) => {
       for (const def of definitions) {
         const settings = {
           mock: mockSettingsOf(def),
-          file: { priority: def.priority, enabled: def.enabled },
+          file: { priority: def.priority, enabled: def.enabled, base_url: def.base_url ?? null },
         };
         await tx.query(
           `INSERT INTO providers (name, kind, base_url, session_auth, priority, enabled, models,
@@ -59,7 +64,9 @@ export class ProvidersRepository {
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
            ON CONFLICT (name) DO UPDATE SET
              kind = EXCLUDED.kind,
-             base_url = EXCLUDED.base_url,
+             base_url = CASE WHEN providers.settings->'file'->'base_url'
+                               IS DISTINCT FROM EXCLUDED.settings->'file'->'base_url'
+                             THEN EXCLUDED.base_url ELSE providers.base_url END,
              session_auth = EXCLUDED.session_auth,
              models = EXCLUDED.models,
              timeout_ms = EXCLUDED.timeout_ms,
@@ -105,6 +112,7 @@ export class ProvidersRepository {
     if (patch.priority !== undefined) add('priority = ?', patch.priority);
     if (patch.enabled !== undefined) add('enabled = ?', patch.enabled);
     if (patch.timeout_ms !== undefined) add('timeout_ms = ?', patch.timeout_ms);
+    if (patch.base_url !== undefined) add('base_url = ?', patch.base_url);
     if (patch.settings !== undefined)
       add(`settings = jsonb_set(settings, '{mock}', ?::jsonb)`, JSON.stringify(patch.settings));
     const result: unknown = await this.database.query(
