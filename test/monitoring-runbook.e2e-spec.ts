@@ -1,3 +1,4 @@
+import { adminToken } from './support/auth-factory';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -187,12 +188,15 @@ const pgDump = requireToolOrSkip('pg_dump', 'postgresql-client');
   () => {
     let gw: TestGateway;
     let requestId = '';
+    // Admin commands in the runbook read $TOKEN, as an operator's shell would after logging in.
+    let adminJwt = '';
     const bootKey = `sk-sy-runbook${randomBytes(12).toString('hex')}`;
-    const env = () => ({ SY: gw.url, DATABASE_URL: gw.databaseUrl });
+    const env = () => ({ SY: gw.url, DATABASE_URL: gw.databaseUrl, TOKEN: adminJwt });
     const fill = (line: string) => line.replace(/REQUEST_ID/g, requestId);
 
     beforeAll(async () => {
       gw = await startGateway({ env: { API_KEYS: bootKey } });
+      adminJwt = (await adminToken(gw)).token;
       const auth = { authorization: `Bearer ${bootKey}`, 'content-type': 'application/json' };
       await fetch(`${gw.url}/v1/models`, { headers: auth });
       await fetch(`${gw.url}/v1/models`); // an authentication failure
