@@ -10,6 +10,7 @@ import {
   rawJson,
   rawRequest,
   Reply,
+  secretsInLogs,
   sql,
 } from './faults/harness';
 
@@ -888,6 +889,10 @@ pricing:
     expect(charged).toEqual([]);
     expect(await ledgerProblems(gw.databaseUrl)).toEqual([]);
     expect(gw.logs.filter((l) => l.includes('"unhandled error"'))).toEqual([]);
+    // Keys, tokens and credentials went into headers and bodies of all kinds: none in the logs.
+    expect(secretsInLogs(gw.logs, [consumer.key, admin, 'sso=fuzz-session-credential'])).toEqual(
+      [],
+    );
     process.stdout.write(
       `[badinput] ${tried} bad inputs tried, ${refused.length} refused with 4xx\n`,
     );

@@ -95,6 +95,8 @@ export class AdminTokenService {
 function validClaims(payload: unknown): TokenClaims | undefined {
   if (typeof payload !== 'object' || payload === null) return undefined;
   const p = payload as Record<string, unknown>;
+  // jsonwebtoken checks `exp` only when present: a token without one would never expire.
+  if (typeof p.exp !== 'number') return undefined;
   if (!isUuid(p.sub) || typeof p.username !== 'string') return undefined;
   if (p.role !== 'admin' && p.role !== 'user') return undefined;
   return { sub: p.sub, username: p.username, role: p.role };
