@@ -140,7 +140,7 @@ async function startSwitchyard(
   const server = proc.startServer({
     name,
     command: process.execPath,
-    args: [...nodeArgs, main],
+    args: [...nodeArgs, ...settings.gatewayNodeArgs, main],
     env,
     cpu,
     logFile: path.join(runDir, `${name}.log`),

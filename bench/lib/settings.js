@@ -142,6 +142,8 @@ function readSettings(env) {
     profileSeconds: num(env, 'PROFILE_SECONDS', 20),
     profileTarget: env.PROFILE_TARGET || 'switchyard',
     cpuProfile: profile || flag(env, 'BENCH_CPU_PROF', false),
+    // Extra node flags for the gateways only, e.g. --heapsnapshot-signal=SIGUSR2.
+    gatewayNodeArgs: (env.BENCH_GATEWAY_NODE_ARGS || '').split(/\s+/).filter(Boolean),
     only: (env.SCENARIOS || '').split(/[\s,]+/).filter(Boolean),
     skip: new Set((env.SKIP_TARGETS || '').split(/[\s,]+/).filter(Boolean)),
     pin: flag(env, 'PIN', true),
