@@ -1,4 +1,4 @@
-import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
+import { adminToken, newConsumer } from './support/auth-factory';
 import {
   createTestDatabase,
   dropDatabase,
