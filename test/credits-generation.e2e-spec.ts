@@ -79,12 +79,14 @@ providers:
     models: [flat-gpt, token-gpt, free-gpt, paid-image]
     timeout_ms: 700
 pricing:
-  - { model: flat-gpt, per_request: 10 }
+  # \${VAR} works in prices too: the pricing comes from the generation module's file loader.
+  - { model: flat-gpt, per_request: "\${SY_TEST_FLAT_PRICE}" }
   - { model: token-gpt, per_1k_prompt_tokens: 1000, per_1k_completion_tokens: 1000 }
   - { model: paid-image, per_image: 40, per_image_by_size: { "1792x1024": 80 } }
 `);
     const env = {
       PROVIDERS_FILE: file,
+      SY_TEST_FLAT_PRICE: '10',
       CB_FAILURE_THRESHOLD: '100000',
       UPSTREAM_RETRY_BACKOFF_MS: '10',
       REDIS_KEY_PREFIX: uniqueRedisPrefix(),

@@ -3,7 +3,11 @@ import { load } from 'js-yaml';
 import { z } from 'zod';
 import { ModelPrice } from './pricing.math';
 
-const price = z.number({ message: 'expected a number' }).finite().min(0).max(1e12);
+/** `${VAR}` substitution (done by the providers-file loader) turns numbers into strings. */
+const price = z.preprocess(
+  (v) => (typeof v === 'string' && /^\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : v),
+  z.number({ message: 'expected a number' }).finite().min(0).max(1e12),
+);
 
 /** One entry of the `pricing:` section (credits; everything optional defaults to 0). */
 export const priceEntrySchema = z
@@ -32,10 +36,32 @@ export function toModelPrice(entry: PriceEntry): ModelPrice {
 
 export class PricingFileError extends Error {}
 
+/** Validates the `pricing:` entries; the first bad entry stops the boot, named. */
+export function parsePricing(section: unknown, source: string): ModelPrice[] {
+  if (section === undefined || section === null) return [];
+  if (!Array.isArray(section)) throw new PricingFileError(`${source}: pricing must be a list`);
+  const seen = new Set<string>();
+  return section.map((raw, i) => {
+    const parsed = priceEntrySchema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new PricingFileError(
+        `${source}: pricing[${i}]${issue.path.length ? `.${issue.path.join('.')}` : ''}: ${issue.message}`,
+      );
+    }
+    if (seen.has(parsed.data.model))
+      throw new PricingFileError(`${source}: pricing lists model ${parsed.data.model} twice`);
+    seen.add(parsed.data.model);
+    return toModelPrice(parsed.data);
+  });
+}
+
 /**
- * Reads the `pricing:` section of PROVIDERS_FILE. A missing file means "no prices" (every model
- * free, which the boot log says); a malformed section stops the boot with the entry named,
- * because silently free generations are worse than a refused start.
+ * Reads the `pricing:` section of a YAML file directly. The gateway takes the section from the
+ * generation module's PROVIDERS_FILE loader instead (one read, same path resolution and
+ * `${VAR}` substitution); this is for contexts without that module. A missing file means
+ * "no prices"; a malformed section stops the boot, because silently free generations are
+ * worse than a refused start.
  */
 export function readPricingFile(path: string): { found: boolean; prices: ModelPrice[] } {
   if (!existsSync(path)) return { found: false, prices: [] };
@@ -45,22 +71,8 @@ export function readPricingFile(path: string): { found: boolean; prices: ModelPr
   } catch (err) {
     throw new PricingFileError(`${path}: not valid YAML (${(err as Error).message})`);
   }
-  const section = (doc as { pricing?: unknown } | null)?.pricing;
-  if (section === undefined || section === null) return { found: true, prices: [] };
-  if (!Array.isArray(section)) throw new PricingFileError(`${path}: pricing must be a list`);
-  const seen = new Set<string>();
-  const prices = section.map((raw, i) => {
-    const parsed = priceEntrySchema.safeParse(raw);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new PricingFileError(
-        `${path}: pricing[${i}]${issue.path.length ? `.${issue.path.join('.')}` : ''}: ${issue.message}`,
-      );
-    }
-    if (seen.has(parsed.data.model))
-      throw new PricingFileError(`${path}: pricing lists model ${parsed.data.model} twice`);
-    seen.add(parsed.data.model);
-    return toModelPrice(parsed.data);
-  });
-  return { found: true, prices };
+  return {
+    found: true,
+    prices: parsePricing((doc as { pricing?: unknown } | null)?.pricing, path),
+  };
 }

@@ -1,9 +1,10 @@
-import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown, OnModuleInit, Optional } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LOGGER } from '@app/observability';
 import { RedisService } from '@app/redis';
-import { readPricingFile } from './pricing-file';
+import { parsePricing, readPricingFile } from './pricing-file';
 import { isFree, maxChatUsage, maxImageUsage, ModelPrice, priceOf, Usage } from './pricing.math';
 import { PricingRepository, StoredPrice } from './pricing.repository';
 
@@ -29,10 +30,12 @@ export class PricingService implements OnModuleInit, OnApplicationShutdown {
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly repository: PricingRepository,
     private readonly redis: RedisService,
+    @Optional() private readonly moduleRef?: ModuleRef,
   ) {}
 
   async onModuleInit(): Promise<void> {
-    const file = readPricingFile(this.config.providersFile);
+    const file =
+      (await this.fromProvidersFileService()) ?? readPricingFile(this.config.providersFile);
     if (!file.found) {
       this.logger.warn(
         { file: this.config.providersFile },
@@ -54,6 +57,27 @@ export class PricingService implements OnModuleInit, OnApplicationShutdown {
       }, REFRESH_INTERVAL_MS);
       this.timer.unref();
     }
+  }
+
+  /**
+   * The `pricing:` section as the generation module read PROVIDERS_FILE at boot (its path
+   * resolution and `${VAR}` substitution), so that prices and providers can never come from two
+   * different files. Undefined when that module is not part of this application.
+   */
+  private async fromProvidersFileService(): Promise<
+    { found: boolean; prices: ReturnType<typeof parsePricing> } | undefined
+  > {
+    if (!this.moduleRef) return undefined;
+    // Imported here, not at the top: libs/generation imports this library (the cache bills
+    // its hits), and a top-level import would load one of them half-way.
+    const { ProvidersFileService } = await import('@app/generation');
+    let service: InstanceType<typeof ProvidersFileService>;
+    try {
+      service = this.moduleRef.get(ProvidersFileService, { strict: false });
+    } catch {
+      return undefined;
+    }
+    return { found: true, prices: parsePricing(service.pricing, service.file.path) };
   }
 
   onApplicationShutdown(): void {
