@@ -1,0 +1,134 @@
+import { Client, Pool } from 'pg';
+import { DatabaseService } from '@app/database';
+import { newConsumer, TestConsumer } from './support/auth-factory';
+import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
+import { MockUpstream, startMockUpstream, writeProvidersFile } from './support/mock-upstream';
+import { TcpProxy } from './support/tcp-proxy';
+
+/**
+ * Credits while Postgres goes away: a billable request fails fast with 503 and never reaches the
+ * upstream (no free generations); a settle that fails because the database vanished mid-request
+ * is retried and lands once it is back. The ledger invariant holds afterwards.
+ */
+
+async function waitFor(predicate: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('credits when the database fails', () => {
+  let up: MockUpstream;
+  let gw: TestGateway;
+  let proxy: TcpProxy;
+  let databaseUrl: string;
+  let pg: Client;
+  let consumer: TestConsumer;
+
+  const ask = () =>
+    fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${consumer.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'flat-gpt', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+  const books = async () => {
+    const { rows } = await pg.query(
+      `SELECT (SELECT balance FROM user_credits WHERE user_id = $1)::int AS balance,
+              (SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE user_id = $1)::int AS sum,
+              (SELECT COUNT(*) FROM credit_ledger WHERE user_id = $1)::int AS rows`,
+      [consumer.userId],
+    );
+    return rows[0] as { balance: number; sum: number; rows: number };
+  };
+  const ready = async () => (await fetch(`${gw.url}/health/ready`)).status === 200;
+
+  beforeAll(async () => {
+    up = await startMockUpstream('faults-upstream');
+    const file = writeProvidersFile(`
+providers:
+  - { name: up, kind: openai, base_url: "${up.url}", models: [flat-gpt], timeout_ms: 5000 }
+pricing:
+  - { model: flat-gpt, per_request: 10 }
+`);
+    databaseUrl = await createTestDatabase();
+    const target = new URL(databaseUrl);
+    proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    await proxy.start();
+    const viaProxy = new URL(databaseUrl);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    gw = await startGateway({
+      databaseUrl: viaProxy.toString(),
+      env: { PROVIDERS_FILE: file, DB_CONNECT_TIMEOUT_MS: '500' },
+    });
+    // Work-around, not part of what is tested: libs/database's pool clients have no 'error'
+    // listener while checked out (TypeORM adds none), so a connection cut in the middle of a
+    // query would throw an unhandled 'error' event and take this test process down. Reported.
+    const pool = (
+      gw.gateway.app.get(DatabaseService).rawDataSource.driver as unknown as { master: Pool }
+    ).master;
+    const guard = (client: { on(event: 'error', listener: () => void): unknown }) =>
+      client.on('error', () => undefined);
+    pool.on('connect', guard);
+    for (const client of (pool as unknown as { _clients: Client[] })._clients) guard(client);
+    pg = new Client({ connectionString: databaseUrl });
+    await pg.connect();
+    consumer = await newConsumer(gw, { credits: 100 });
+    // The key is now in the gateway's key cache: authentication works without the database.
+    expect((await ask()).status).toBe(200);
+  });
+
+  afterAll(async () => {
+    await pg?.end();
+    await gw?.close();
+    await proxy?.cut().catch(() => undefined);
+    await up?.stop();
+    if (databaseUrl) await dropDatabase(databaseUrl);
+  });
+
+  beforeEach(() => up.reset());
+
+  it('answers 503 without calling the upstream while the database is down', async () => {
+    const before = await books();
+    await proxy.cut();
+    try {
+      await waitFor(async () => !(await ready()));
+      const res = await ask();
+      expect(res.status).toBe(503);
+      expect((await res.json()).error.code).toBe('database_unavailable');
+      expect(up.count).toBe(0);
+    } finally {
+      await proxy.restore();
+    }
+    expect(await books()).toEqual(before);
+    // Back by itself: the first request that passes is charged once, the refused ones never.
+    await waitFor(async () => (await ask()).status === 200);
+    const after = await books();
+    expect(after.balance).toBe(before.balance - 10);
+    expect(after.balance).toBe(after.sum);
+  });
+
+  it('settles later when the database vanished while the upstream was answering', async () => {
+    const before = await books();
+    up.always({ mode: 'ok', delayMs: 800 });
+    const pending = ask();
+    await up.waitFor(() => up.count === 1);
+    await proxy.cut();
+    let res: Response;
+    try {
+      // The answer is delivered; its settle fails and is queued for a retry.
+      res = await pending;
+      expect(res.status).toBe(200);
+    } finally {
+      await proxy.restore();
+    }
+    await waitFor(async () => (await books()).rows === before.rows + 2);
+    const after = await books();
+    expect(after.balance).toBe(before.balance - 10);
+    expect(after.balance).toBe(after.sum);
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).toMatch(/gateway_credit_failures_total\{reason="settle_error"\} [1-9]/);
+  });
+});
