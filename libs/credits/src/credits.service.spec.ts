@@ -207,6 +207,16 @@ describe('CreditsService against Postgres', () => {
     expect(await ctx.books(user)).toEqual({ balance: 20, sum: 20, rows: 3 });
   });
 
+  it('does not retry a close of a reservation that does not exist', async () => {
+    const user = await ctx.newUser(10);
+    const ghost = { id: randomUUID(), userId: user, amount: 5, requestId: null, balance: null };
+    expect(await ctx.credits.settle(ghost, 1)).toBeNull();
+    expect(
+      (ctx.credits as unknown as { pendingCloses: Map<string, unknown> }).pendingCloses.size,
+    ).toBe(0);
+    expect(await ctx.books(user)).toEqual({ balance: 10, sum: 10, rows: 1 });
+  });
+
   it('closes a reservation exactly once when settle and refund race', async () => {
     const user = await ctx.newUser(100);
     for (let round = 0; round < 5; round++) {

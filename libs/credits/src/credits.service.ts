@@ -47,6 +47,12 @@ interface PendingClose {
   description: string;
 }
 
+class ReservationNotFound extends Error {
+  constructor(id: string) {
+    super(`reservation ${id} not found`);
+  }
+}
+
 function assertAmount(amount: number, param = 'amount'): void {
   if (!Number.isSafeInteger(amount))
     throw ApiError.badRequest(`${param} must be a whole number of credits`, param);
@@ -171,6 +177,11 @@ export class CreditsService
     try {
       return await this.closeNow(reservation, actual, description);
     } catch (err) {
+      if (err instanceof ReservationNotFound) {
+        // Nothing to retry: a caller bug (or a ledger row deleted by hand), not an outage.
+        this.logger.error({ reservation_id: reservation.id }, 'credit close: no such reservation');
+        return null;
+      }
       const reason = actual === null ? 'refund_error' : 'settle_error';
       creditFailures.inc({ reason });
       this.logger.error(
@@ -194,7 +205,7 @@ export class CreditsService
       reservation.requestId,
       description,
     );
-    if (!closed) throw new Error(`reservation ${reservation.id} not found`);
+    if (!closed) throw new ReservationNotFound(reservation.id!);
     const returned = closed.entry.amount;
     const charged = closed.reserved - returned;
     if (!closed.replayed && charged > 0) creditsSpent.inc(charged);
