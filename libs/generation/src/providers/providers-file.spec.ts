@@ -61,6 +61,22 @@ providers:
     expect(missingVars).toEqual(['UNSET_KEY']);
   });
 
+  it('substitutes inside flow mappings, where ${VAR} would otherwise break the YAML', () => {
+    const { file } = parseProvidersFile(
+      `
+providers:
+  - { name: flow, kind: mock, models: [m], priority: \${PRIO}, timeout_ms: \${T:-900} }
+pricing:
+  - { model: m, per_request: \${PRICE} }
+`,
+      'flow.yaml',
+      env({ PRIO: '4', PRICE: '5' }),
+    );
+    expect(file.providers[0]).toMatchObject({ priority: 4, timeout_ms: 900 });
+    // Pricing values stay strings here; libs/credits reads them as numbers.
+    expect(file.pricing).toEqual([{ model: 'm', per_request: '5' }]);
+  });
+
   it.each([
     ['no providers', 'providers: []', /list at least one provider/],
     [

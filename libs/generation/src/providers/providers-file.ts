@@ -63,29 +63,51 @@ export interface ProvidersFile {
   pricing: Record<string, unknown>[];
 }
 
+const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+const PLACEHOLDER = /__SY_ENV_(\d+)__/g;
+
+interface EnvReference {
+  name: string;
+  fallback?: string;
+}
+
 /**
- * Replaces `${VAR}` and `${VAR:-default}` in every string value. Done after YAML parsing, so a
- * value from the environment can never change the document's structure.
+ * `${VAR}` and `${VAR:-default}` may appear anywhere a value can, flow style included
+ * (`{ model: x, per_request: ${PRICE} }`, where the braces would otherwise break the YAML). Each
+ * reference becomes a plain placeholder before parsing and its value is put back into the parsed
+ * strings afterwards, so a value from the environment can never change the document's structure.
  */
+export function protectEnvReferences(text: string): { text: string; references: EnvReference[] } {
+  const references: EnvReference[] = [];
+  const replaced = text.replace(ENV_REFERENCE, (_m, name: string, fallback?: string) => {
+    references.push({ name, fallback });
+    return `__SY_ENV_${references.length - 1}__`;
+  });
+  return { text: replaced, references };
+}
+
 export function substituteEnv(
   value: unknown,
+  references: EnvReference[],
   lookup: (name: string) => string | undefined,
   missing: Set<string>,
 ): unknown {
   if (typeof value === 'string')
-    return value.replace(
-      /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
-      (_m, name: string, fallback?: string) => {
-        const found = lookup(name);
-        if (found !== undefined && found !== '') return found;
-        if (fallback === undefined) missing.add(name);
-        return fallback ?? '';
-      },
-    );
-  if (Array.isArray(value)) return value.map((v) => substituteEnv(v, lookup, missing));
+    return value.replace(PLACEHOLDER, (placeholder, index: string) => {
+      const ref = references[Number(index)];
+      if (!ref) return placeholder;
+      const found = lookup(ref.name);
+      if (found !== undefined && found !== '') return found;
+      if (ref.fallback === undefined) missing.add(ref.name);
+      return ref.fallback ?? '';
+    });
+  if (Array.isArray(value)) return value.map((v) => substituteEnv(v, references, lookup, missing));
   if (value && typeof value === 'object')
     return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, substituteEnv(v, lookup, missing)]),
+      Object.entries(value).map(([k, v]) => [
+        substituteEnv(k, references, lookup, missing) as string,
+        substituteEnv(v, references, lookup, missing),
+      ]),
     );
   return value;
 }
@@ -109,14 +131,15 @@ export function parseProvidersFile(
   source: string,
   lookup: (name: string) => string | undefined,
 ): { file: ProvidersFile; missingVars: string[] } {
+  const protectedText = protectEnvReferences(text);
   let doc: unknown;
   try {
-    doc = load(text);
+    doc = load(protectedText.text);
   } catch (err) {
     throw new ProvidersFileError(`${source}: not valid YAML (${(err as Error).message})`);
   }
   const missing = new Set<string>();
-  const substituted = substituteEnv(doc, lookup, missing);
+  const substituted = substituteEnv(doc, protectedText.references, lookup, missing);
   const parsed = fileSchema.safeParse(substituted);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
