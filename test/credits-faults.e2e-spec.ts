@@ -1,5 +1,4 @@
-import { Client, Pool } from 'pg';
-import { DatabaseService } from '@app/database';
+import { Client } from 'pg';
 import { newConsumer, TestConsumer } from './support/auth-factory';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
 import { MockUpstream, startMockUpstream, writeProvidersFile } from './support/mock-upstream';
@@ -63,16 +62,6 @@ pricing:
       databaseUrl: viaProxy.toString(),
       env: { PROVIDERS_FILE: file, DB_CONNECT_TIMEOUT_MS: '500' },
     });
-    // Work-around, not part of what is tested: libs/database's pool clients have no 'error'
-    // listener while checked out (TypeORM adds none), so a connection cut in the middle of a
-    // query would throw an unhandled 'error' event and take this test process down. Reported.
-    const pool = (
-      gw.gateway.app.get(DatabaseService).rawDataSource.driver as unknown as { master: Pool }
-    ).master;
-    const guard = (client: { on(event: 'error', listener: () => void): unknown }) =>
-      client.on('error', () => undefined);
-    pool.on('connect', guard);
-    for (const client of (pool as unknown as { _clients: Client[] })._clients) guard(client);
     pg = new Client({ connectionString: databaseUrl });
     await pg.connect();
     consumer = await newConsumer(gw, { credits: 100 });

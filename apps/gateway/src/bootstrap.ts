@@ -53,6 +53,12 @@ export async function createGateway(
     requestLogs.record(done);
   });
   installHttpHardening(app, config);
+  const lifecycle = app.get(LifecycleService);
+  fastify.addHook('onSend', (_request, reply, _payload, done) => {
+    // Keep-alive clients hang up after their in-flight answer instead of holding the drain open.
+    if (lifecycle.isShuttingDown) reply.header('connection', 'close');
+    done();
+  });
   await app.init();
   await app.listen(config.http.port, config.http.host);
   const address = fastify.server.address();
@@ -62,15 +68,23 @@ export async function createGateway(
   let stopping: Promise<void> | undefined;
   const shutdown = () => {
     stopping ??= (async () => {
-      app.get(LifecycleService).beginShutdown();
+      lifecycle.beginShutdown();
       logger.info(
-        { graceMs: config.http.shutdownGraceMs },
+        { graceMs: config.http.shutdownGraceMs, drainDelayMs: config.http.shutdownDrainDelayMs },
         'shutdown started: readiness now 503, draining in-flight requests',
       );
-      const grace = new Promise<void>((resolve) =>
-        setTimeout(resolve, config.http.shutdownGraceMs).unref(),
-      );
-      await Promise.race([fastify.close(), grace]);
+      if (config.http.shutdownDrainDelayMs > 0)
+        await new Promise((resolve) => setTimeout(resolve, config.http.shutdownDrainDelayMs));
+      let graceTimer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'grace'>((resolve) => {
+        graceTimer = setTimeout(() => resolve('grace'), config.http.shutdownGraceMs);
+      });
+      const drained = fastify.close().then(() => 'drained' as const);
+      if ((await Promise.race([drained, graceOver])) === 'grace') {
+        logger.warn('shutdown grace period over: closing the connections still open');
+        fastify.server.closeAllConnections();
+      }
+      clearTimeout(graceTimer);
       await app.close().catch((err) => logger.warn({ err }, 'error while closing'));
       logger.info('shutdown complete');
       logger.flush?.();

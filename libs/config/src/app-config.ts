@@ -47,6 +47,7 @@ function buildConfig(env: NodeJS.ProcessEnv) {
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
       trustProxy: parseTrustProxy(e.TRUST_PROXY),
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+      shutdownDrainDelayMs: e.SHUTDOWN_DRAIN_DELAY_MS,
       bodyMaxDepth: e.BODY_MAX_DEPTH,
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,

@@ -141,6 +141,7 @@ export const envSchema = z.object({
   CB_OPEN_MS: int(30000, 1),
   CB_HALF_OPEN_SUCCESSES: int(3, 1),
   SHUTDOWN_GRACE_MS: int(10000, 0),
+  SHUTDOWN_DRAIN_DELAY_MS: int(0, 0),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       message: 'expected fatal, error, warn, info, debug, trace or silent',

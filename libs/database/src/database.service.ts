@@ -112,6 +112,16 @@ export class DatabaseService implements OnApplicationShutdown {
     this.pool().on('error', (err) =>
       this.logger.warn({ err: err.message }, 'idle database connection failed'),
     );
+    // pg removes its idle error listener while a client is checked out; a connection that dies
+    // mid-query then emits 'error' with no listener, which would crash the process.
+    const guarded = new WeakSet<object>();
+    this.pool().on('acquire', (client) => {
+      if (guarded.has(client)) return;
+      guarded.add(client);
+      client.on('error', (err) =>
+        this.logger.warn({ err: err.message }, 'database connection failed while in use'),
+      );
+    });
     const applied = await runMigrationsLocked(this.dataSource);
     dbUp.set(1);
     if (applied.length > 0)

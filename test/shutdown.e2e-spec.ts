@@ -1,0 +1,75 @@
+import { newConsumer } from './support/auth-factory';
+import { startGateway } from './support/gateway';
+import { startMockUpstream, writeProvidersFile } from './support/mock-upstream';
+
+describe('graceful shutdown over real connections', () => {
+  it('answers readiness 503 during the drain delay, finishes a kept-alive in-flight request, and does not wait for idle keep-alive', async () => {
+    const slow = await startMockUpstream('slow');
+    slow.always({ mode: 'ok', content: 'made it', delayMs: 1500 });
+    const file = writeProvidersFile(`
+providers:
+  - { name: slow, kind: openai, base_url: "${slow.url}", models: [slow-gpt], timeout_ms: 5000 }
+`);
+    const gw = await startGateway({
+      env: { PROVIDERS_FILE: file, SHUTDOWN_GRACE_MS: '5000', SHUTDOWN_DRAIN_DELAY_MS: '800' },
+    });
+    try {
+      const { key } = await newConsumer(gw);
+      // fetch keeps connections alive: the in-flight request's socket stays open after its answer.
+      const pending = fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'slow-gpt', messages: [{ role: 'user', content: 'x' }] }),
+      });
+      await slow.waitFor(() => slow.count === 1);
+      const started = Date.now();
+      const stopping = gw.gateway.shutdown();
+      // A real probe over a new connection, during the drain delay.
+      const ready = await fetch(`${gw.url}/health/ready`);
+      expect(ready.status).toBe(503);
+      const answer = await pending;
+      expect(answer.status).toBe(200);
+      expect(answer.headers.get('connection')).toBe('close');
+      expect((await answer.json()).choices[0].message.content).toBe('made it');
+      await stopping;
+      // Finished with the request, well before the grace period or a keep-alive timeout.
+      expect(Date.now() - started).toBeLessThan(4500);
+      expect(gw.logText()).toContain('shutdown complete');
+    } finally {
+      await gw.close();
+      await slow.stop();
+    }
+  });
+
+  it('closes connections still open when the grace period ends', async () => {
+    const hang = await startMockUpstream('hang');
+    hang.always({ mode: 'ok', content: 'late', delayMs: 20_000 });
+    const file = writeProvidersFile(`
+providers:
+  - { name: hang, kind: openai, base_url: "${hang.url}", models: [hang-gpt], timeout_ms: 30000 }
+`);
+    const gw = await startGateway({
+      env: { PROVIDERS_FILE: file, SHUTDOWN_GRACE_MS: '500', UPSTREAM_DEADLINE_MS: '30000' },
+    });
+    try {
+      const { key } = await newConsumer(gw);
+      const pending = fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'hang-gpt', messages: [{ role: 'user', content: 'x' }] }),
+      }).then(
+        (r) => r.status,
+        () => 'connection closed',
+      );
+      await hang.waitFor(() => hang.count === 1);
+      const started = Date.now();
+      await gw.gateway.shutdown();
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(await pending).toBe('connection closed');
+      expect(gw.logText()).toContain('shutdown grace period over');
+    } finally {
+      await gw.close();
+      await hang.stop();
+    }
+  });
+});
