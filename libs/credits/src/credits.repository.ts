@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DatabaseService } from '@app/database';
+import { DatabaseService, Queryable } from '@app/database';
 import { isUniqueViolation } from './credits.errors';
 import {
   BalanceChange,
@@ -16,9 +16,6 @@ const IDEMPOTENCY_CONSTRAINT = 'credit_ledger_user_idempotency_key';
 /** Only one replica runs a billing-cycle round at a time (pg_try_advisory_xact_lock). */
 const CYCLE_RESET_LOCK = 727_006;
 const CYCLE_RESET_BATCH = 200;
-
-/** The pool or a transaction. */
-type Runner = { query(sql: string, params?: unknown[]): Promise<unknown> };
 
 interface LedgerRow {
   id: string;
@@ -59,18 +56,6 @@ function toEntry(row: LedgerRow): LedgerEntry {
     description: row.description,
     createdAt: row.created_at,
   };
-}
-
-/** TypeORM answers UPDATE/DELETE with [rows, rowCount]; every other statement with rows. */
-function rowsOf<T>(result: unknown): T[] {
-  if (
-    Array.isArray(result) &&
-    result.length === 2 &&
-    Array.isArray(result[0]) &&
-    typeof result[1] === 'number'
-  )
-    return result[0] as T[];
-  return result as T[];
 }
 
 /** The key that closes a reservation: settle and refund share it, so only one of them happens. */
@@ -238,14 +223,12 @@ export class CreditsRepository {
     try {
       return await this.db.transaction(async (tx) => {
         // Lock the account first: every ledger write for this user waits behind us from here.
-        const [held] = rowsOf<{ user_id: string; reserved: string; balance: string }>(
-          await tx.query(
-            `SELECT d.user_id, -d.amount AS reserved, uc.balance
+        const [held] = await tx.query<{ user_id: string; reserved: string; balance: string }>(
+          `SELECT d.user_id, -d.amount AS reserved, uc.balance
              FROM credit_ledger d JOIN user_credits uc ON uc.user_id = d.user_id
              WHERE d.id = $1 AND d.event_type = 'debit'
              FOR UPDATE OF uc`,
-            [reservationId],
-          ),
+          [reservationId],
         );
         if (!held) return undefined;
         userId = held.user_id;
@@ -258,9 +241,8 @@ export class CreditsRepository {
         if (actual === null) delta = reserved;
         else if (actual <= reserved) delta = reserved - actual;
         else delta = -Math.min(balance, actual - reserved);
-        const rows = rowsOf<LedgerRow>(
-          await tx.query(
-            `WITH acct AS (
+        const rows = await tx.query<LedgerRow>(
+          `WITH acct AS (
                UPDATE user_credits SET balance = balance + $2::bigint, updated_at = now()
                WHERE user_id = $1
                RETURNING balance
@@ -268,15 +250,7 @@ export class CreditsRepository {
              INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, request_id, description)
              SELECT $1, $6, $2::bigint, balance, $3, $4, $5 FROM acct
              RETURNING ${LEDGER_COLUMNS}`,
-            [
-              held.user_id,
-              delta,
-              key,
-              requestId,
-              description,
-              actual === null ? 'refund' : 'settle',
-            ],
-          ),
+          [held.user_id, delta, key, requestId, description, actual === null ? 'refund' : 'settle'],
         );
         return { entry: toEntry(rows[0]), reserved, replayed: false };
       }, 'credits_close');
@@ -291,13 +265,11 @@ export class CreditsRepository {
   async findByKey(
     userId: string,
     key: string,
-    tx: Runner = this.db,
+    tx: Queryable = this.db,
   ): Promise<LedgerEntry | undefined> {
-    const rows = rowsOf<LedgerRow>(
-      await tx.query(
-        `SELECT ${LEDGER_COLUMNS} FROM credit_ledger WHERE user_id = $1 AND idempotency_key = $2`,
-        [userId, key],
-      ),
+    const rows = await tx.query<LedgerRow>(
+      `SELECT ${LEDGER_COLUMNS} FROM credit_ledger WHERE user_id = $1 AND idempotency_key = $2`,
+      [userId, key],
     );
     return rows[0] ? toEntry(rows[0]) : undefined;
   }
@@ -413,16 +385,13 @@ export class CreditsRepository {
           `INSERT INTO user_credits (user_id, balance) VALUES ($1, 0) ON CONFLICT (user_id) DO NOTHING`,
           [user_id],
         );
-        const [acct] = rowsOf<{ balance: string }>(
-          await tx.query(`SELECT balance FROM user_credits WHERE user_id = $1 FOR UPDATE`, [
-            user_id,
-          ]),
+        const [acct] = await tx.query<{ balance: string }>(
+          `SELECT balance FROM user_credits WHERE user_id = $1 FOR UPDATE`,
+          [user_id],
         );
-        const [sum] = rowsOf<{ total: string }>(
-          await tx.query(
-            `SELECT COALESCE(SUM(amount), 0) AS total FROM credit_ledger WHERE user_id = $1`,
-            [user_id],
-          ),
+        const [sum] = await tx.query<{ total: string }>(
+          `SELECT COALESCE(SUM(amount), 0) AS total FROM credit_ledger WHERE user_id = $1`,
+          [user_id],
         );
         const oldBalance = Number(acct.balance);
         const total = Number(sum.total);
@@ -528,8 +497,9 @@ export class CreditsRepository {
   async resetDueCycles(userId?: string): Promise<LedgerEntry[]> {
     return this.db.transaction(async (tx) => {
       if (!userId) {
-        const [lock] = rowsOf<{ locked: boolean }>(
-          await tx.query(`SELECT pg_try_advisory_xact_lock($1) AS locked`, [CYCLE_RESET_LOCK]),
+        const [lock] = await tx.query<{ locked: boolean }>(
+          `SELECT pg_try_advisory_xact_lock($1) AS locked`,
+          [CYCLE_RESET_LOCK],
         );
         if (!lock.locked) return [];
         // Accounts given a quota by a direct write (user creation) start their cycle now.
@@ -538,14 +508,13 @@ export class CreditsRepository {
            WHERE billing_cycle_end IS NULL AND base_quota > 0`,
         );
       }
-      const due = rowsOf<{
+      const due = await tx.query<{
         user_id: string;
         balance: string;
         base_quota: string;
         reset_key: string;
       }>(
-        await tx.query(
-          `SELECT user_id, balance, base_quota,
+        `SELECT user_id, balance, base_quota,
              'cycle_reset:' || to_char(billing_cycle_end AT TIME ZONE 'UTC',
                'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS reset_key
            FROM user_credits
@@ -554,16 +523,14 @@ export class CreditsRepository {
            ORDER BY billing_cycle_end
            LIMIT $1
            FOR UPDATE SKIP LOCKED`,
-          userId ? [CYCLE_RESET_BATCH, userId] : [CYCLE_RESET_BATCH],
-        ),
+        userId ? [CYCLE_RESET_BATCH, userId] : [CYCLE_RESET_BATCH],
       );
       const written: LedgerEntry[] = [];
       for (const row of due) {
         const delta = Number(row.base_quota) - Number(row.balance);
         // Whole months from the old end (anchored, so Jan 31 does not drift to the 28th).
-        const rows = rowsOf<LedgerRow>(
-          await tx.query(
-            `WITH acct AS (
+        const rows = await tx.query<LedgerRow>(
+          `WITH acct AS (
                UPDATE user_credits uc SET
                  balance = uc.base_quota,
                  billing_cycle_end = (
@@ -578,8 +545,7 @@ export class CreditsRepository {
              INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, description)
              SELECT $1, 'cycle_reset', $2::bigint, balance, $3, 'Billing cycle reset to base quota' FROM acct
              RETURNING ${LEDGER_COLUMNS}`,
-            [row.user_id, delta, row.reset_key],
-          ),
+          [row.user_id, delta, row.reset_key],
         );
         written.push(toEntry(rows[0]));
       }

@@ -100,13 +100,6 @@ export class PricingRepository {
       `DELETE FROM pricing WHERE model = $1 RETURNING model`,
       [model],
     );
-    return rowsCount(rows) > 0;
+    return rows.length > 0;
   }
-}
-
-/** DELETE … RETURNING comes back from TypeORM as [rows, rowCount]. */
-function rowsCount(result: unknown): number {
-  if (Array.isArray(result) && result.length === 2 && typeof result[1] === 'number')
-    return result[1];
-  return Array.isArray(result) ? result.length : 0;
 }

@@ -49,13 +49,6 @@ function toRecord(row: JobRow): JobRecord {
   };
 }
 
-/** TypeORM answers UPDATE/DELETE with [rows, count] and everything else with rows. */
-function rowsOf<T>(result: unknown): T[] {
-  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]))
-    return result[0] as T[];
-  return result as T[];
-}
-
 export interface NewJob {
   id: string;
   userId: string;
@@ -139,15 +132,13 @@ export class GenerationJobsRepository {
 
   /** A worker takes the job: pending → generating (or generating again after a dead worker). */
   async claim(id: string): Promise<JobRecord | undefined> {
-    const rows = rowsOf<JobRow>(
-      await this.db.query(
-        `UPDATE generation_jobs
+    const rows = await this.db.query<JobRow>(
+      `UPDATE generation_jobs
          SET status = 'generating', attempts = attempts + 1, started_at = now(), updated_at = now()
          WHERE id = $1 AND status IN ('pending', 'generating')
          RETURNING ${COLUMNS}`,
-        [id],
-        'jobs_claim',
-      ),
+      [id],
+      'jobs_claim',
     );
     return rows[0] ? toRecord(rows[0]) : undefined;
   }
@@ -159,24 +150,22 @@ export class GenerationJobsRepository {
     from: JobStatus[],
     userId?: string,
   ): Promise<JobRecord | undefined> {
-    const rows = rowsOf<JobRow>(
-      await this.db.query(
-        `UPDATE generation_jobs
+    const rows = await this.db.query<JobRow>(
+      `UPDATE generation_jobs
          SET status = $2, result = $3, error_message = $4, credits_charged = $5,
              completed_at = now(), updated_at = now()
          WHERE id = $1 AND status = ANY($6::text[]) AND ($7::uuid IS NULL OR user_id = $7)
          RETURNING ${COLUMNS}`,
-        [
-          id,
-          outcome.status,
-          outcome.result === undefined ? null : JSON.stringify(outcome.result),
-          outcome.errorMessage ?? null,
-          outcome.creditsCharged ?? 0,
-          from,
-          userId ?? null,
-        ],
-        'jobs_finish',
-      ),
+      [
+        id,
+        outcome.status,
+        outcome.result === undefined ? null : JSON.stringify(outcome.result),
+        outcome.errorMessage ?? null,
+        outcome.creditsCharged ?? 0,
+        from,
+        userId ?? null,
+      ],
+      'jobs_finish',
     );
     return rows[0] ? toRecord(rows[0]) : undefined;
   }
@@ -196,9 +185,8 @@ export class GenerationJobsRepository {
    * lets several replicas run the reaper at once without waiting on each other.
    */
   async failStuck(olderThanMinutes: number, message: string, limit = 500): Promise<JobRecord[]> {
-    const rows = rowsOf<JobRow>(
-      await this.db.query(
-        `UPDATE generation_jobs
+    const rows = await this.db.query<JobRow>(
+      `UPDATE generation_jobs
          SET status = 'failed', error_message = $2, completed_at = now(), updated_at = now()
          WHERE id IN (
            SELECT id FROM generation_jobs
@@ -209,9 +197,8 @@ export class GenerationJobsRepository {
            FOR UPDATE SKIP LOCKED)
          AND status IN ('pending', 'generating')
          RETURNING ${COLUMNS}`,
-        [olderThanMinutes, message, limit],
-        'jobs_fail_stuck',
-      ),
+      [olderThanMinutes, message, limit],
+      'jobs_fail_stuck',
     );
     return rows.map(toRecord);
   }

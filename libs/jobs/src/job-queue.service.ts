@@ -29,12 +29,6 @@ export interface DeliveredJob {
 
 type QueueState = 'idle' | 'starting' | 'running' | 'failed' | 'stopped';
 
-/** TypeORM answers UPDATE/DELETE with [rows, count] and everything else with rows. */
-function rowsOf(result: unknown): unknown[] {
-  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0])) return result[0];
-  return Array.isArray(result) ? result : [];
-}
-
 /**
  * The durable queue: pg-boss on the same Postgres (its own `pgboss` schema and connection pool).
  * generation_jobs stays the record operators and clients read; pg-boss only decides which worker
@@ -160,7 +154,7 @@ export class JobQueue {
       deadLetter: GENERATION_DEAD_QUEUE,
       db: {
         executeSql: async (text: string, values: unknown[]) => ({
-          rows: rowsOf(await tx.query(text, values)),
+          rows: await tx.query(text, values),
         }),
       },
     });

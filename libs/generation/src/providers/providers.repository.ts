@@ -115,16 +115,12 @@ export class ProvidersRepository {
     if (patch.base_url !== undefined) add('base_url = ?', patch.base_url);
     if (patch.settings !== undefined)
       add(`settings = jsonb_set(settings, '{mock}', ?::jsonb)`, JSON.stringify(patch.settings));
-    const result: unknown = await this.database.query(
+    const rows = await this.database.query<ProviderRow>(
       `UPDATE providers SET ${sets.join(', ')}, updated_at = now() WHERE id = $1
        RETURNING ${COLUMNS}`,
       params,
       'providers.update',
     );
-    // TypeORM answers UPDATE with [rows, affectedCount] rather than rows.
-    const rows = (
-      Array.isArray(result) && Array.isArray(result[0]) ? result[0] : result
-    ) as ProviderRow[];
     return rows[0] ?? null;
   }
 }
