@@ -1,5 +1,4 @@
 import { adminToken } from './support/auth-factory';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +7,15 @@ import { Client } from 'pg';
 import { runCli } from '../apps/cli/src/main';
 import { startGateway, TestGateway } from './support/gateway';
 import { testEnv, withDatabase } from './support/test-env';
-import { CI, repoFile, requireToolOrSkip, ROOT } from './monitoring.helpers';
+import {
+  bash,
+  CI,
+  commandLines,
+  repoFile,
+  requireToolOrSkip,
+  ROOT,
+  stripComment,
+} from './monitoring.helpers';
 
 /**
  * The runbook cannot drift from the code: every command line of its alert and operational
@@ -20,28 +27,6 @@ import { CI, repoFile, requireToolOrSkip, ROOT } from './monitoring.helpers';
 
 const RUNBOOK = repoFile('docs/runbook.md');
 const OWN_PART = RUNBOOK.slice(0, RUNBOOK.indexOf('## Module procedures'));
-
-/** Command lines of the ```sh blocks, continuation lines joined. */
-function commandLines(markdown: string): string[] {
-  const lines: string[] = [];
-  let inBlock = false;
-  let pending = '';
-  for (const raw of markdown.split('\n')) {
-    if (/^```/.test(raw)) {
-      inBlock = !inBlock;
-      continue;
-    }
-    if (!inBlock) continue;
-    const line = pending + raw;
-    if (line.endsWith('\\')) {
-      pending = `${line.slice(0, -1)} `;
-      continue;
-    }
-    pending = '';
-    if (line.trim()) lines.push(line.trim());
-  }
-  return lines;
-}
 
 type Kind =
   | 'variable'
@@ -66,19 +51,6 @@ function classify(line: string): Kind | undefined {
   if (/^curl [^|]*\$SY\//.test(line)) return 'curl';
   if (line.startsWith('npm run cli -- ')) return 'cli';
   return undefined;
-}
-
-/** Drops a trailing `# comment` (outside quotes, preceded by spaces). */
-function stripComment(line: string): string {
-  let quote: string | undefined;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (quote) {
-      if (c === quote) quote = undefined;
-    } else if (c === '"' || c === "'") quote = c;
-    else if (c === '#' && /\s/.test(line[i - 1] ?? '')) return line.slice(0, i).trimEnd();
-  }
-  return line;
 }
 
 /** 'a_(b|c)|^d' → ['a_b', 'a_c', 'd']: the names a simple grep pattern stands for. */
@@ -107,35 +79,6 @@ function grepPattern(line: string): string {
   const match = /grep (?:-E )?(?:-i )?'([^']+)'/.exec(line);
   if (!match) throw new Error(`no grep pattern in: ${line}`);
   return match[1];
-}
-
-/**
- * Runs a shell command asynchronously: the gateway under test lives in this process, so a
- * synchronous child (spawnSync) would block the event loop and the gateway could never answer.
- */
-function bash(
-  command: string,
-  env: Record<string, string>,
-  cwd = ROOT,
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    // No pipefail: operators paste these into a default shell, where `… | head` is fine; the
-    // callers check the output instead.
-    const child = spawn('bash', ['-c', command], {
-      cwd,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
 }
 
 const lines = commandLines(OWN_PART);

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { load } from 'js-yaml';
@@ -131,6 +131,70 @@ export function run(
     stdout: result.stdout ?? '',
     stderr: (result.stderr ?? '') + (result.error ? String(result.error) : ''),
   };
+}
+
+/** Command lines of the ```sh blocks, continuation lines joined. */
+export function commandLines(markdown: string): string[] {
+  const lines: string[] = [];
+  let inBlock = false;
+  let pending = '';
+  for (const raw of markdown.split('\n')) {
+    if (/^```/.test(raw)) {
+      inBlock = !inBlock;
+      continue;
+    }
+    if (!inBlock) continue;
+    const line = pending + raw;
+    if (line.endsWith('\\')) {
+      pending = `${line.slice(0, -1)} `;
+      continue;
+    }
+    pending = '';
+    if (line.trim()) lines.push(line.trim());
+  }
+  return lines;
+}
+
+/** Drops a trailing `# comment` (outside quotes, preceded by spaces). */
+export function stripComment(line: string): string {
+  let quote: string | undefined;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quote) {
+      if (c === quote) quote = undefined;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === '#' && /\s/.test(line[i - 1] ?? '')) return line.slice(0, i).trimEnd();
+  }
+  return line;
+}
+
+/**
+ * Runs a shell command asynchronously: the gateway under test lives in this process, so a
+ * synchronous child (spawnSync) would block the event loop and the gateway could never answer.
+ */
+export function bash(
+  command: string,
+  env: Record<string, string>,
+  cwd = ROOT,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    // No pipefail: operators paste these into a default shell, where `… | head` is fine; the
+    // callers check the output instead.
+    const child = spawn('bash', ['-c', command], {
+      cwd,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
 }
 
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to '-', duplicates -1, -2. */

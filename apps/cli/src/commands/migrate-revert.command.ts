@@ -1,0 +1,97 @@
+import { DataSource } from 'typeorm';
+import { createDataSource, EmbeddedPostgres } from '@app/database';
+import { CliCommand, parseOptions } from '../cli-command';
+
+/**
+ * The advisory lock `runMigrationsLocked` (libs/database) holds while applying migrations. Not
+ * exported there, so it is repeated here; test/runbook-coverage.e2e-spec.ts checks that a revert
+ * and a `migrate` wait for each other, so the two numbers cannot drift apart unnoticed.
+ */
+export const MIGRATION_LOCK_ID = 7_272_741;
+
+/** Reverting it would drop every table: that is a restore from backup, not a rollback. */
+const INITIAL_MIGRATION = /^InitialSchema\d+$/;
+
+/** The migration TypeORM's undoLastMigration reverts: the one applied last (highest id). */
+async function lastApplied(dataSource: DataSource): Promise<string | undefined> {
+  const exists = await dataSource.query(
+    `SELECT to_regclass('public.migrations') IS NOT NULL AS present`,
+  );
+  if (!exists[0]?.present) return undefined;
+  const rows: { name: string }[] = await dataSource.query(
+    'SELECT name FROM migrations ORDER BY id DESC LIMIT 1',
+  );
+  return rows[0]?.name;
+}
+
+function known(dataSource: DataSource, name: string): boolean {
+  return dataSource.migrations.some((m) => (m.name ?? m.constructor.name) === name);
+}
+
+/**
+ * Undoes the last applied migration (its `down`, in one transaction) for a database rollback
+ * (runbook "Database rollback"). It runs under the migrations' advisory lock, so it never
+ * interleaves with a replica or init container applying migrations at the same moment.
+ */
+export const migrateRevertCommand: CliCommand = {
+  name: 'migrate:revert',
+  usage: 'migrate:revert [--dry]',
+  description: 'Revert the last applied migration (--dry names it without reverting)',
+  async run(ctx, args) {
+    const { flags } = parseOptions(args);
+    let url = ctx.config.database.url;
+    let embedded: EmbeddedPostgres | undefined;
+    if (!url) {
+      embedded = new EmbeddedPostgres(
+        ctx.config.database.embeddedDir,
+        ctx.config.database.embeddedPort,
+        ctx.logger,
+      );
+      url = await embedded.start();
+    }
+    const dataSource = createDataSource(url, ctx.config.database);
+    await dataSource.initialize();
+    const runner = dataSource.createQueryRunner();
+    await runner.connect();
+    try {
+      await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
+      // Read under the lock: a migration applied while we waited is the one to consider.
+      const last = await lastApplied(dataSource);
+      if (!last) {
+        ctx.print('No applied migrations: nothing to revert.');
+        return 0;
+      }
+      if (INITIAL_MIGRATION.test(last)) {
+        ctx.print(
+          `error: ${last} is the initial schema; reverting it would drop every table. ` +
+            'Restore a backup instead (runbook "Backup and restore of Postgres").',
+        );
+        return 2;
+      }
+      if (!known(dataSource, last)) {
+        ctx.print(
+          `error: the last applied migration ${last} is not part of this version, so its down ` +
+            'step is unknown here. Run migrate:revert with the version that added it.',
+        );
+        return 1;
+      }
+      if (flags.has('dry')) {
+        ctx.print(`Would revert: ${last}`);
+        return 0;
+      }
+      await dataSource.undoLastMigration({ transaction: 'each' });
+      ctx.print(`Reverted ${last}.`);
+      ctx.print(
+        'A gateway of this version applies it again when it starts: run the previous version now.',
+      );
+      return 0;
+    } finally {
+      await runner
+        .query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID])
+        .catch(() => undefined);
+      await runner.release();
+      await dataSource.destroy();
+      await embedded?.stop();
+    }
+  },
+};
