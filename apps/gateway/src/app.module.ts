@@ -11,8 +11,8 @@ import { JobsModule } from '@app/jobs';
 import { ApiExceptionFilter, ObservabilityModule } from '@app/observability';
 import { RateLimitModule } from '@app/rate-limit';
 import { RedisModule } from '@app/redis';
-import { AdminConsoleModule } from './admin-console/admin-console.module';
 import { SessionsModule } from '@app/sessions';
+import { AdminConsoleModule } from './admin-console/admin-console.module';
 
 @Module({})
 export class AppModule {

@@ -1,5 +1,10 @@
 export { DatabaseModule } from './database.module';
-export { DatabaseService, createDataSource, pendingMigrations, runMigrationsLocked } from './database.service';
+export {
+  DatabaseService,
+  createDataSource,
+  pendingMigrations,
+  runMigrationsLocked,
+} from './database.service';
 export type { Queryable } from './database.service';
 export { isConnectionError, databaseUnavailable } from './database.errors';
 export { EmbeddedPostgres } from './embedded-postgres';

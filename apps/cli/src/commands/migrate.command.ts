@@ -1,4 +1,9 @@
-import { createDataSource, EmbeddedPostgres, pendingMigrations, runMigrationsLocked } from '@app/database';
+import {
+  createDataSource,
+  EmbeddedPostgres,
+  pendingMigrations,
+  runMigrationsLocked,
+} from '@app/database';
 import { CliCommand, parseOptions } from '../cli-command';
 
 export const migrateCommand: CliCommand = {
