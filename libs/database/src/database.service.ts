@@ -1,6 +1,6 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { DataSource, Migration } from 'typeorm';
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LOGGER } from '@app/observability';
@@ -45,6 +45,25 @@ export function createDataSource(url: string, config: AppConfig['database']): Da
       application_name: 'switchyard',
     },
   });
+}
+
+/**
+ * Keeps an 'error' listener on a client checked out of the pool until it is released. pg-pool
+ * removes its own listener at checkout, and pg emits 'error' on a client whose server goes away
+ * (a Postgres restart) even while a query is running: with no listener that event is thrown and
+ * the process crashes. The returned release destroys a broken connection rather than handing it
+ * to the next caller.
+ */
+function holdClient(client: PoolClient): (failure?: unknown) => void {
+  let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
+  return (failure) => {
+    client.removeListener('error', onError);
+    client.release(broken ?? (isConnectionError(failure) ? (failure as Error) : undefined));
+  };
 }
 
 /** Arbitrary constant naming the advisory lock that serialises migrations. */
@@ -156,19 +175,34 @@ export class DatabaseService implements OnApplicationShutdown {
   /** Pings the database; used by readiness and the fail-fast flag. */
   async ping(timeoutMs = 1000): Promise<number> {
     const started = performance.now();
+    let gaveUp = false;
+    const connecting = this.pool().connect();
     const client = await Promise.race([
-      this.pool().connect(),
+      connecting,
       new Promise<never>((_, reject) =>
-        setTimeout(
-          () => reject(new Error('timeout exceeded when trying to connect')),
-          timeoutMs,
-        ).unref(),
+        setTimeout(() => {
+          gaveUp = true;
+          reject(new Error('timeout exceeded when trying to connect'));
+        }, timeoutMs).unref(),
       ),
-    ]);
+    ]).catch((err) => {
+      // A connection that arrives after we gave up goes back to the pool instead of leaking.
+      if (gaveUp)
+        connecting.then(
+          (late) => late.release(),
+          () => undefined,
+        );
+      throw err;
+    });
+    const release = holdClient(client);
+    let failure: unknown;
     try {
       await client.query('SELECT 1');
+    } catch (err) {
+      failure = err;
+      throw err;
     } finally {
-      client.release();
+      release(failure);
     }
     return performance.now() - started;
   }
@@ -271,6 +305,7 @@ export class DatabaseService implements OnApplicationShutdown {
    */
   private async runTransaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool().connect();
+    const release = holdClient(client);
     const tx: Queryable = {
       query: async (sql, params = []) => (await client.query(sql, params)).rows,
       execute: async (sql, params = []) => {
@@ -289,8 +324,7 @@ export class DatabaseService implements OnApplicationShutdown {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      // A broken connection is destroyed rather than handed to the next caller.
-      client.release(isConnectionError(failure) ? (failure as Error) : undefined);
+      release(failure);
     }
   }
 

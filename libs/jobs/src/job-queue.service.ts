@@ -5,6 +5,7 @@ import { APP_CONFIG, AppConfig } from '@app/config';
 import { DatabaseService, Queryable } from '@app/database';
 import { ApiError, LOGGER } from '@app/observability';
 import { JobPrincipal } from './job-executor';
+import { guardPgBossCompletions } from './pg-boss-completion-guard';
 
 /** pg-boss queue names (rows in pgboss.queue; operators see them in pgboss.job). */
 export const GENERATION_QUEUE = 'generation';
@@ -84,6 +85,9 @@ export class JobQueue {
       maintenanceIntervalSeconds: jobs.maintenanceIntervalSeconds,
     });
     boss.on('error', (err: Error) => this.reportError(err));
+    guardPgBossCompletions((err, method) =>
+      this.reportError(new Error(`${method} not recorded: ${(err as Error).message}`)),
+    );
     await boss.start();
     await boss.createQueue(GENERATION_DEAD_QUEUE, { name: GENERATION_DEAD_QUEUE });
     const generation: PgBoss.Queue = {
@@ -172,20 +176,27 @@ export class JobQueue {
       includeMetadata: true as const,
       pollingIntervalSeconds: this.config.jobs.pollIntervalMs / 1000,
     };
-    const deliver =
-      (handler: (job: DeliveredJob) => Promise<void>) =>
-      async (batch: PgBoss.JobWithMetadata<GenerationMessage>[]) => {
+    // pg-boss 10 waits a whole polling interval after every fetch, even one that found a job:
+    // one job per loop per interval (4 jobs/s per process by default) while a backlog grows.
+    // Waking the loop after a job makes it fetch again at once; an empty fetch still waits.
+    const deliver = (handler: (job: DeliveredJob) => Promise<void>, queue: string) => {
+      let workerId = '';
+      const onBatch = async (batch: PgBoss.JobWithMetadata<GenerationMessage>[]) => {
         for (const job of batch)
           await handler({
             jobId: job.data.jobId,
             principal: job.data.principal,
             retryCount: job.retryCount,
           });
+        if (workerId && this.state === 'running') boss.notifyWorker(workerId);
       };
+      return async () => {
+        workerId = await boss.work<GenerationMessage>(queue, options, onBatch);
+      };
+    };
     // pg-boss 10 runs one job at a time per work() loop; concurrency is the number of loops.
-    for (let i = 0; i < concurrency; i++)
-      await boss.work<GenerationMessage>(GENERATION_QUEUE, options, deliver(onJob));
-    await boss.work<GenerationMessage>(GENERATION_DEAD_QUEUE, options, deliver(onDead));
+    for (let i = 0; i < concurrency; i++) await deliver(onJob, GENERATION_QUEUE)();
+    await deliver(onDead, GENERATION_DEAD_QUEUE)();
   }
 
   /** Registers the cluster-wide cron schedule and its worker (runs on whichever replica fetches it). */

@@ -6,6 +6,7 @@ import {
 } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
+import { DatabaseService } from '@app/database';
 import { LOGGER } from '@app/observability';
 import { JobEvents } from './job-events.service';
 import { JobQueue } from './job-queue.service';
@@ -26,6 +27,7 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
     private readonly queue: JobQueue,
     private readonly runner: JobRunner,
     private readonly events: JobEvents,
+    private readonly database: DatabaseService,
   ) {}
 
   get isWorking(): boolean {
@@ -59,11 +61,30 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
     this.events.onCancel((jobId) => this.runner.abort(jobId));
     await this.queue.work(
       jobs.concurrency,
-      (job) => this.runner.run(job),
-      (job) => this.runner.giveUp(job.jobId),
+      async (job) => {
+        await this.databaseReachable();
+        await this.runner.run(job);
+      },
+      async (job) => {
+        await this.databaseReachable();
+        await this.runner.giveUp(job.jobId);
+      },
     );
     this.working = true;
     this.logger.info({ concurrency: jobs.concurrency }, 'job workers started');
+  }
+
+  /**
+   * After a Postgres restart pg-boss fetches jobs as soon as it reconnects, while this process
+   * still counts the database as unreachable until its next probe (every 2 s): a claim then
+   * fails at once and burns an attempt — both attempts within a short outage, and the job stayed
+   * pending until the reaper. Wait for the probe first (bounded, well inside the visibility
+   * timeout); no query is spent on it.
+   */
+  private async databaseReachable(): Promise<void> {
+    const deadline = Date.now() + this.config.jobs.visibilityTimeoutSeconds * 500;
+    while (!this.database.isReachable && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 250));
   }
 
   async beforeApplicationShutdown(): Promise<void> {

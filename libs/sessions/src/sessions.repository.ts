@@ -106,25 +106,31 @@ export class SessionsRepository {
    * Takes the least recently used usable session of a provider and stamps it in one statement.
    * SKIP LOCKED lets concurrent requests on every replica take different rows instead of
    * queueing on the same one; clock_timestamp() keeps the order strict within a transaction.
+   * When every usable row is locked by a concurrent acquire at that instant (more requests in
+   * flight than sessions), SKIP LOCKED finds nothing although the pool is not empty: then wait
+   * for a row (each lock lasts one statement) rather than answer 503 no_healthy_sessions.
    */
   async acquire(
     provider: string,
   ): Promise<Pick<SessionRow, 'id' | 'cookie_text' | 'cookie_hash'> | null> {
-    const rows = await this.sql<Pick<SessionRow, 'id' | 'cookie_text' | 'cookie_hash'>>(
-      `UPDATE sessions SET last_used_at = clock_timestamp()
-       WHERE id = (
-         SELECT id FROM sessions
-         WHERE provider = $1 AND status = 'healthy'
-           AND (expires_at IS NULL OR expires_at > now())
-           AND (cooldown_until IS NULL OR cooldown_until <= now())
-         ORDER BY last_used_at NULLS FIRST, id
-         LIMIT 1
-         FOR UPDATE SKIP LOCKED)
-       RETURNING id, cookie_text, cookie_hash`,
-      [provider],
-      'sessions.acquire',
-    );
-    return rows[0] ?? null;
+    const take = (lock: string) =>
+      this.sql<Pick<SessionRow, 'id' | 'cookie_text' | 'cookie_hash'>>(
+        `UPDATE sessions SET last_used_at = clock_timestamp()
+         WHERE id = (
+           SELECT id FROM sessions
+           WHERE provider = $1 AND status = 'healthy'
+             AND (expires_at IS NULL OR expires_at > now())
+             AND (cooldown_until IS NULL OR cooldown_until <= now())
+           ORDER BY last_used_at NULLS FIRST, id
+           LIMIT 1
+           ${lock})
+         RETURNING id, cookie_text, cookie_hash`,
+        [provider],
+        'sessions.acquire',
+      );
+    const rows = await take('FOR UPDATE SKIP LOCKED');
+    if (rows[0]) return rows[0];
+    return (await take('FOR UPDATE'))[0] ?? null;
   }
 
   /** Successes only lower the rate and never change a status, so a batch is one statement. */
