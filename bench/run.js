@@ -461,6 +461,24 @@ async function runSoak(autocannon, scenario, allTargets) {
 
 // ---------------------------------------------------------------------------------------
 
+/**
+ * Non-2xx responses a gateway logged, by status and error code ("503 database_unavailable":
+ * n), read from its request log lines; explains a non-2xx column without keeping the logs.
+ */
+async function failuresInLog(file) {
+  const counts = new Map();
+  if (!fs.existsSync(file)) return counts;
+  const lines = require('node:readline').createInterface({ input: fs.createReadStream(file) });
+  for await (const line of lines) {
+    const status = /"status":(\d+)/.exec(line);
+    if (!status || status[1].startsWith('2') || !line.includes('"request completed"')) continue;
+    const code = /"error":"([^"]*)"/.exec(line)?.[1] ?? '';
+    const key = `${status[1]} ${code}`.trim();
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
 function topFrames(profileDir) {
   if (!fs.existsSync(profileDir)) return null;
   const files = fs.readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
@@ -513,6 +531,11 @@ function renderDocsBlock(meta, results, goals, warns) {
     lines.push('### Warnings');
     lines.push('');
     for (const w of warns) lines.push(`- ${w}`);
+  }
+  for (const [name, counts] of Object.entries(meta.failures ?? {})) {
+    const list = Object.entries(counts).map(([k, n]) => `${n} × ${k}`);
+    lines.push('');
+    lines.push(`Non-2xx responses in the ${name} log: ${list.join(', ')}.`);
   }
   return lines.join('\n');
 }
@@ -572,7 +595,7 @@ async function main() {
   log(`# Switchyard benchmark ${meta.when} ${settings.label}`);
   log(`${meta.machine}; loadavg ${meta.loadavg}`);
   log(`pinning: ${pinning}`);
-  log(`run dir (server logs): ${runDir}`);
+  log(`server logs: ${runDir} (deleted after a successful run unless BENCH_KEEP_LOGS=1)`);
 
   const peers = ensurePeers(settings.peerDir, log);
   const autocannon = peers.require('autocannon');
@@ -682,6 +705,16 @@ async function main() {
   }
   const gatewayStartedAt = state.servers.switchyard?.startedAt;
   await cleanup();
+  const failures = {};
+  for (const name of ['switchyard', 'switchyard-async', 'switchyard-candidate']) {
+    const counts = await failuresInLog(path.join(runDir, `${name}.log`));
+    if (counts.size) failures[name] = Object.fromEntries(counts);
+  }
+  for (const [name, counts] of Object.entries(failures)) {
+    const list = Object.entries(counts).map(([k, n]) => `${n} × ${k}`);
+    log(`${name} logged non-2xx responses: ${list.join(', ')}`);
+  }
+  meta.failures = failures;
   const profile = topFrames(path.join(runDir, 'prof'));
   if (profile) {
     const skipMs = gatewayStartedAt ? measureFrom - gatewayStartedAt : 0;
@@ -710,6 +743,8 @@ async function main() {
       2,
     ),
   );
+  if (settings.keepLogs) log(`server logs kept in ${runDir}`);
+  else fs.rmSync(runDir, { recursive: true, force: true });
   if (settings.writeDocs) {
     const current = fs.existsSync(DOCS_FILE)
       ? fs.readFileSync(DOCS_FILE, 'utf8')

@@ -141,7 +141,7 @@ function readSettings(env) {
     soakSeconds: num(env, 'SOAK_SECONDS', quick ? 20 : 120),
     profileSeconds: num(env, 'PROFILE_SECONDS', 20),
     profileTarget: env.PROFILE_TARGET || 'switchyard',
-    cpuProfile: profile || flag(env, 'BENCH_CPU_PROF', false),
+    cpuProfile: flag(env, 'BENCH_CPU_PROF', profile),
     // Extra node flags for the gateways only, e.g. --heapsnapshot-signal=SIGUSR2.
     gatewayNodeArgs: (env.BENCH_GATEWAY_NODE_ARGS || '').split(/\s+/).filter(Boolean),
     only: (env.SCENARIOS || '').split(/[\s,]+/).filter(Boolean),
@@ -155,6 +155,7 @@ function readSettings(env) {
     peerDir: env.BENCH_PEER_DIR || path.join(os.tmpdir(), 'switchyard-bench-peers'),
     logLevel: env.BENCH_LOG_LEVEL || 'info',
     keepDatabase: flag(env, 'BENCH_KEEP_DB', false),
+    keepLogs: flag(env, 'BENCH_KEEP_LOGS', false),
     resultsDir: env.BENCH_RESULTS_DIR || path.join(__dirname, '..', 'results'),
     writeDocs: flag(env, 'BENCH_WRITE_DOCS', !quick && !profile && !env.SCENARIOS),
     label: env.BENCH_LABEL || '',
