@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { load } from 'js-yaml';
 
@@ -133,17 +134,22 @@ export function run(
   };
 }
 
-/** Command lines of the ```sh blocks, continuation lines joined. */
-export function commandLines(markdown: string): string[] {
+/**
+ * Command lines of the fenced blocks (only those tagged `language` when given), continuation
+ * lines joined.
+ */
+export function commandLines(markdown: string, language?: string): string[] {
   const lines: string[] = [];
   let inBlock = false;
+  let wanted = true;
   let pending = '';
   for (const raw of markdown.split('\n')) {
-    if (/^```/.test(raw)) {
+    if (/^\s*```/.test(raw)) {
       inBlock = !inBlock;
+      wanted = language === undefined || raw.trim().slice(3).trim() === language;
       continue;
     }
-    if (!inBlock) continue;
+    if (!inBlock || !wanted) continue;
     const line = pending + raw;
     if (line.endsWith('\\')) {
       pending = `${line.slice(0, -1)} `;
@@ -195,6 +201,39 @@ export function bash(
       resolve({ status, stdout, stderr });
     });
   });
+}
+
+/** A TCP port free right now on 127.0.0.1 (for child processes the tests start). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `probe` until it returns a value (errors count as "not yet"). */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
 
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to '-', duplicates -1, -2. */
