@@ -458,6 +458,27 @@ describe('runbook: every command line of "Additional procedures" is recognised',
     });
   });
 
+  it('gives kubectl valid JSON and only container names the manifests have', () => {
+    const lines = commandLines(RUNBOOK, 'sh').filter((l) => l.startsWith('kubectl '));
+    const json = lines.flatMap((l) => [...l.matchAll(/(?:-p|--overrides=) ?'(\[.*?\]|\{.*?\})'/g)]);
+    expect(json.length).toBeGreaterThan(1);
+    for (const [, text] of json) expect(() => JSON.parse(text)).not.toThrow();
+    const manifests: Record<string, string> = {
+      'deployment/switchyard': repoFile('deploy/kubernetes/deployment.yaml'),
+      'deployment/switchyard-worker': repoFile('deploy/kubernetes/worker-deployment.yaml'),
+    };
+    const unknown: string[] = [];
+    const setImage = lines.filter((l) => / set image /.test(l));
+    expect(setImage.length).toBeGreaterThan(1);
+    for (const line of setImage) {
+      const [, target, images] = / set image (\S+) (.*)$/.exec(stripComment(line)) ?? [];
+      for (const [, container] of images.matchAll(/(\S+)=\S+/g))
+        if (!manifests[target]?.includes(`- name: ${container}\n`))
+          unknown.push(`${target} ${container}`);
+    }
+    expect(unknown).toEqual([]);
+  });
+
   it('names only npm scripts that exist', () => {
     const scripts = JSON.parse(repoFile('package.json')).scripts as Record<string, string>;
     const named = [...ADDITIONAL.matchAll(/npm run ([a-z:]+)/g)].map((m) => m[1]);
