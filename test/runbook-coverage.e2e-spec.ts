@@ -14,10 +14,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { dump, load } from 'js-yaml';
 import { Client } from 'pg';
-import { createDataSource, RequestLogWriter, runMigrationsLocked } from '@app/database';
+import {
+  createDataSource,
+  MIGRATION_LOCK_ID,
+  RequestLogWriter,
+  runMigrationsLocked,
+} from '@app/database';
 import { loadConfig } from '@app/config';
 import { runCli } from '../apps/cli/src/main';
-import { MIGRATION_LOCK_ID } from '../apps/cli/src/commands/migrate-revert.command';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import {
   createTestDatabase,

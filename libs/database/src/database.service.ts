@@ -67,7 +67,7 @@ function holdClient(client: PoolClient): (failure?: unknown) => void {
 }
 
 /** Arbitrary constant naming the advisory lock that serialises migrations. */
-const MIGRATION_LOCK_ID = 7_272_741;
+export const MIGRATION_LOCK_ID = 7_272_741;
 
 /**
  * Applies pending migrations while holding a Postgres advisory lock, so replicas (or a worker and

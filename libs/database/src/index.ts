@@ -1,6 +1,7 @@
 export { DatabaseModule } from './database.module';
 export {
   DatabaseService,
+  MIGRATION_LOCK_ID,
   createDataSource,
   pendingMigrations,
   runMigrationsLocked,

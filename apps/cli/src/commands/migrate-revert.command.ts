@@ -1,13 +1,6 @@
 import { DataSource } from 'typeorm';
-import { createDataSource, EmbeddedPostgres } from '@app/database';
+import { createDataSource, EmbeddedPostgres, MIGRATION_LOCK_ID } from '@app/database';
 import { CliCommand, parseOptions } from '../cli-command';
-
-/**
- * The advisory lock `runMigrationsLocked` (libs/database) holds while applying migrations. Not
- * exported there, so it is repeated here; test/runbook-coverage.e2e-spec.ts checks that a revert
- * and a `migrate` wait for each other, so the two numbers cannot drift apart unnoticed.
- */
-export const MIGRATION_LOCK_ID = 7_272_741;
 
 /** Reverting it would drop every table: that is a restore from backup, not a rollback. */
 const INITIAL_MIGRATION = /^InitialSchema\d+$/;
