@@ -7,6 +7,7 @@ import pino from 'pino';
 import { DataSource } from 'typeorm';
 import { EmbeddedPostgres } from '../../libs/database/src/embedded-postgres';
 import { MIGRATIONS } from '../../migrations';
+import { ensureUiBuilt } from '../admin-ui.helpers';
 import { startRedisServer } from './redis-server';
 import { withDatabase } from './test-env';
 
@@ -102,4 +103,7 @@ async function prepareRedis(): Promise<void> {
 export default async function globalSetup(): Promise<void> {
   await preparePostgres();
   await prepareRedis();
+  // Every gateway the tests boot serves /admin/ui; build it once (as `npm start` does) so a clean
+  // clone's suites meet the real console rather than "not built".
+  ensureUiBuilt();
 }
