@@ -37,9 +37,12 @@ type Kind =
   | 'metrics-grep'
   | 'curl'
   | 'prometheus'
+  | 'scripts'
   | 'cli';
 
 function classify(line: string): Kind | undefined {
+  // scripts/backup.sh and restore.sh: run end to end by test/backup-scripts.e2e-spec.ts.
+  if (/^(DATABASE_URL="[^"]*" )?scripts\/(backup|restore)\.sh /.test(line)) return 'scripts';
   if (/^(SY|PROM|DATABASE_URL)=/.test(line)) return 'variable';
   if (line.startsWith('#')) return 'comment';
   if (/^(docker |kubectl |git checkout )/.test(line)) return 'not-here';
