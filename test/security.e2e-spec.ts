@@ -4,6 +4,7 @@ import path from 'node:path';
 import { JwtService } from '@nestjs/jwt';
 import { sign } from 'jsonwebtoken';
 import { UsersService } from '@app/auth';
+import { ConfigValidationError, loadConfig } from '@app/config';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
 import { MockUpstream, startMockUpstream, writeProvidersFile } from './support/mock-upstream';
@@ -254,6 +255,22 @@ providers:
       });
       expect(simple.status).toBe(200);
       expect(simple.headers.get('access-control-allow-origin')).toBeNull();
+    });
+
+    it('refuses origins that could never match at boot (paths, trailing slashes, bare hosts)', () => {
+      for (const value of [
+        'https://app.example.com/',
+        'app.example.com',
+        'https://app.example.com/x',
+      ])
+        expect(() => loadConfig({ CORS_ORIGINS: value })).toThrow(ConfigValidationError);
+      expect(loadConfig({ CORS_ORIGINS: 'https://app.example.com,*' }).http.corsOrigins).toEqual([
+        'https://app.example.com',
+        '*',
+      ]);
+      expect(() =>
+        loadConfig({ PROVIDER_BASE_URL_ALLOWLIST: 'https://api.openai.com/v1' }),
+      ).toThrow(ConfigValidationError);
     });
 
     it('allows exactly the configured origins, without credentials', async () => {

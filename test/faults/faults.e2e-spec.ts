@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { adminToken, newConsumer, TestConsumer } from '../support/auth-factory';
 import { startGateway, TestGateway, uniqueRedisPrefix } from '../support/gateway';
 import { MockUpstream, startMockUpstream, writeProvidersFile } from '../support/mock-upstream';
@@ -21,7 +22,7 @@ import { PgCluster } from './pg-cluster';
  */
 
 const FULL = process.env.SY_FAULTS === 'full';
-const FAULT_MS = FULL ? 5000 : 2000;
+const FAULT_MS = FULL ? 5000 : 1600;
 const CONCURRENCY = FULL ? 8 : 4;
 const PAUSE_MS = FULL ? 10 : 25;
 /** UPSTREAM_DEADLINE_MS below plus room for a stream's trickle and a loaded 2-core machine. */
@@ -43,7 +44,14 @@ interface Phase {
   after?(records: LoadRecord[]): Promise<void> | void;
 }
 
-describe(`fault drills under load (${FULL ? 'full' : 'CI subset'})`, () => {
+// The drills kill and restart their own redis-server: without one on the PATH they cannot run.
+// Skipped loudly outside CI; under CI=true a missing tool is a failure, never a skip.
+const HAS_REDIS_SERVER = spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
+if (!HAS_REDIS_SERVER && process.env.CI !== 'true')
+  process.stdout.write('\n[faults] redis-server not on PATH: fault drills SKIPPED\n\n');
+const describeDrills = HAS_REDIS_SERVER || process.env.CI === 'true' ? describe : describe.skip;
+
+describeDrills(`fault drills under load (${FULL ? 'full' : 'CI subset'})`, () => {
   let pg: PgCluster;
   let databaseUrl: string;
   let redis: RedisServer;
@@ -279,6 +287,15 @@ pricing:
     ),
     upstreamPhase('upstream-malformed', false, { mode: 'malformed' }, [502, 503]),
     upstreamPhase('upstream-truncated', true, { mode: 'cut', afterChunks: 2 }, [502, 503], {
+      // Mostly streams, so that cut streams are met before the breaker opens.
+      inject: () => {
+        load.setMix({ stream: 6, chat: 1, image: 1, job: 1 });
+        primary.always({ mode: 'cut', afterChunks: 2 });
+      },
+      restore: () => {
+        primary.always({ mode: 'ok' });
+        load.setMix(BASE_MIX);
+      },
       after: (records) => {
         // Cut streams reach the client as a 200 that ends early; they are billed for what was
         // delivered (checked with the ledger at the end).
@@ -288,7 +305,7 @@ pricing:
     }),
     {
       name: 'sessions-failing',
-      subset: false,
+      subset: true,
       allowed: [502, 503],
       inject: () => {
         load.setMix({ ...BASE_MIX, pool: 4 });

@@ -95,6 +95,39 @@ const csv = z
       .filter((s) => s.length > 0),
   );
 
+/** Browser origins for CORS: `*` or exact origins (`https://app.example.com`, no path). */
+const origins = csv.superRefine((list, ctx) => {
+  for (const entry of list) {
+    if (entry === '*') continue;
+    let origin = '';
+    try {
+      origin = new URL(entry).origin;
+    } catch {
+      // reported below
+    }
+    if (origin !== entry)
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected origins such as https://app.example.com (no path or trailing slash), not ${entry}`,
+      });
+  }
+});
+
+/** Provider URL allow-list: `*`, an origin, a host name, or `*.` + a domain. */
+const urlAllowlist = csv.superRefine((list, ctx) => {
+  for (const entry of list) {
+    const ok =
+      entry === '*' ||
+      /^https?:\/\/[^/\s]+$/i.test(entry) ||
+      /^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(entry);
+    if (!ok)
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected *, an origin (https://api.example.com), a host or *.domain, not ${entry}`,
+      });
+  }
+});
+
 export const envSchema = z.object({
   NODE_ENV: z
     .enum(['development', 'production', 'test'], {
@@ -170,9 +203,9 @@ export const envSchema = z.object({
   /** A socket with no traffic either way for this long is closed (0: never). */
   HTTP_CONNECTION_TIMEOUT_MS: int(300_000, 0),
   /** Browser origins allowed by CORS (comma-separated; `*` for any). Empty: no CORS at all. */
-  CORS_ORIGINS: csv,
+  CORS_ORIGINS: origins,
   /** Where PATCH /admin/providers may point a base_url (origins or *.host patterns; `*` any). */
-  PROVIDER_BASE_URL_ALLOWLIST: csv,
+  PROVIDER_BASE_URL_ALLOWLIST: urlAllowlist,
   /** false (default), true, a hop count, or comma-separated trusted proxy addresses/CIDRs. */
   TRUST_PROXY: z.string().default('false'),
   REQUEST_LOG_RETENTION_DAYS: int(30, 1),
