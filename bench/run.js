@@ -453,8 +453,8 @@ async function runSoak(autocannon, scenario, allTargets) {
   log('');
   log(`RSS MB every 5 s: ${summary.samples.map((s) => s.rssMB).join(' ')}`);
   log(
-    `RSS after warm-up ${fmt(summary.firstMB, 0)} MB, at the end ${fmt(summary.lastMB, 0)} MB, ` +
-      `max ${fmt(summary.maxMB, 0)} MB, drift ${fmt(100 * summary.drift, 1)} %`,
+    `RSS mean of the first third (after warm-up) ${fmt(summary.firstMB, 0)} MB, of the last third ` +
+      `${fmt(summary.lastMB, 0)} MB (drift ${fmt(100 * summary.drift, 1)} %), max ${fmt(summary.maxMB, 0)} MB`,
   );
   return { scenario, rows, table, skipped: [], soak: summary };
 }
@@ -518,7 +518,7 @@ function renderDocsBlock(meta, results, goals, warns) {
     if (r.soak) {
       lines.push('');
       lines.push(
-        `RSS MB every 5 s: ${r.soak.samples.map((s) => s.rssMB).join(' ')}; drift after warm-up ${fmt(100 * r.soak.drift, 1)} %.`,
+        `RSS MB every 5 s: ${r.soak.samples.map((s) => s.rssMB).join(' ')}; mean of the last third vs the first third (after warm-up): ${fmt(100 * r.soak.drift, 1)} %.`,
       );
     }
     if (r.skipped.length) {
@@ -681,9 +681,17 @@ async function main() {
   const soak = results.find((r) => r.soak)?.soak ?? null;
   const goals = report.checkGoals(results, soak);
   const warns = report.warnings(results, settings);
-  const busiest = Math.max(0, ...results.flatMap((r) => r.rows.map((x) => x.otherMax ?? 0)));
-  if (busiest > settings.otherCpuWarn) {
-    meta.provisional = `other processes used up to ${busiest.toFixed(0)} % of a core during measured runs; rerun on a quiet machine for final figures.`;
+  // Which scenarios ran while other work used the machine: those figures are provisional.
+  const busyOf = (r) => Math.max(0, ...r.rows.map((x) => x.otherMax ?? 0));
+  const busy = results.filter((r) => busyOf(r) > settings.otherCpuWarn);
+  if (busy.length) {
+    const quiet = results.filter((r) => !busy.includes(r));
+    const list = busy.map((r) => `${r.scenario.id} (up to ${busyOf(r).toFixed(0)} %)`).join(', ');
+    meta.provisional =
+      `other processes used CPU during ${list}; rerun ${busy.length === 1 ? 'it' : 'them'} on a quiet machine for final figures.` +
+      (quiet.length
+        ? ` The other scenarios (${quiet.map((r) => r.scenario.id).join(', ')}) ran with other CPU ≤ ${settings.otherCpuWarn} %.`
+        : '');
   }
   if (settings.quick)
     meta.provisional =

@@ -139,6 +139,19 @@ describe('rows of a scenario', () => {
     expect(rows.find((r) => r.target === 'bare')!.vsBare).toBeNull();
   });
 
+  it('soak drift compares thirds, so a GC sawtooth is not growth', () => {
+    const mb = 1048576;
+    const saw = [200, 260, 210, 250, 205, 255].map((v, i) => ({
+      t: 20 + 10 * i,
+      rssBytes: v * mb,
+    }));
+    const s = soakSummary(saw, 100);
+    expect(s.firstMB).toBe(230);
+    expect(s.lastMB).toBe(230);
+    expect(s.drift).toBe(0);
+    expect(s.maxMB).toBe(260);
+  });
+
   it('soak drift starts after the first 10 % of the run', () => {
     const mb = 1048576;
     const s = soakSummary(
