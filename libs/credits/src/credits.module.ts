@@ -6,6 +6,7 @@ import { CreditsScheduler } from './credits.scheduler';
 import { CreditsService } from './credits.service';
 import { IdempotencyRepository } from './idempotency.repository';
 import { IdempotencyService } from './idempotency.service';
+import { LedgerBatcher } from './ledger-batcher';
 import { PricingAdminController } from './pricing-admin.controller';
 import { PricingRepository } from './pricing.repository';
 import { PricingService } from './pricing.service';
@@ -20,6 +21,7 @@ import { PricingService } from './pricing.service';
   controllers: [CreditsController, CreditsAdminController, PricingAdminController],
   providers: [
     CreditsRepository,
+    LedgerBatcher,
     PricingRepository,
     IdempotencyRepository,
     PricingService,

@@ -150,68 +150,12 @@ export class CreditsRepository {
   /**
    * Closes the debit `reservationId`: `actual` is what the request finally costs (null = refund
    * it all). Usage under the hold gives the difference back; usage over it takes the extra only
-   * as far as the balance goes (never below zero). Returns undefined when no such debit exists.
+   * as far as the balance goes (never below zero); a close already made is answered as a replay.
+   * Returns undefined when no such debit exists. This is the general path, under the account's
+   * row lock; the common case (an open hold, usage within it) is group-committed by
+   * LedgerBatcher, and only what that cannot do comes here.
    */
   async closeReservation(
-    reservationId: string,
-    actual: number | null,
-    requestId: string | null,
-    description: string,
-  ): Promise<ClosedReservation | undefined> {
-    // The usual case (usage within the hold, or a refund) does not depend on the balance, so it
-    // is one statement; only usage beyond the hold needs the balance read under a lock.
-    const quick = await this.closeWithinHold(reservationId, actual, requestId, description);
-    if (quick) return quick;
-    return this.closeLocked(reservationId, actual, requestId, description);
-  }
-
-  /**
-   * One statement: gives back `reserved - actual` (all of it for a refund) with the close row.
-   * Answers undefined when the debit does not exist or the usage exceeds the hold.
-   */
-  private async closeWithinHold(
-    reservationId: string,
-    actual: number | null,
-    requestId: string | null,
-    description: string,
-  ): Promise<ClosedReservation | undefined> {
-    try {
-      const rows = await this.db.query<LedgerRow & { reserved: string }>(
-        `WITH hold AS (
-           SELECT user_id, -amount AS reserved,
-                  CASE WHEN $2::bigint IS NULL THEN -amount ELSE -amount - $2::bigint END AS delta
-           FROM credit_ledger
-           WHERE id = $1 AND event_type = 'debit' AND ($2::bigint IS NULL OR $2::bigint <= -amount)
-         ), acct AS (
-           UPDATE user_credits uc SET balance = uc.balance + hold.delta, updated_at = now()
-           FROM hold WHERE uc.user_id = hold.user_id
-           RETURNING uc.user_id, uc.balance, hold.delta, hold.reserved
-         ), closed AS (
-           INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, request_id, description)
-           SELECT user_id, $5, delta, balance, $6, $3, $4 FROM acct
-           RETURNING ${LEDGER_COLUMNS}
-         )
-         SELECT closed.*, acct.reserved FROM closed, acct`,
-        [
-          reservationId,
-          actual,
-          requestId,
-          description,
-          actual === null ? 'refund' : 'settle',
-          closeKeyOf(reservationId),
-        ],
-        'credits_close',
-      );
-      if (!rows[0]) return undefined;
-      return { entry: toEntry(rows[0]), reserved: Number(rows[0].reserved), replayed: false };
-    } catch (err) {
-      // Closed before (settle after refund, a retry): the statement changed nothing.
-      if (!isUniqueViolation(err, IDEMPOTENCY_CONSTRAINT)) throw err;
-      return this.closeLocked(reservationId, actual, requestId, description);
-    }
-  }
-
-  private async closeLocked(
     reservationId: string,
     actual: number | null,
     requestId: string | null,

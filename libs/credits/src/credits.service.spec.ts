@@ -13,6 +13,7 @@ import { RedisService } from '@app/redis';
 import { testEnv, withDatabase } from '../../../test/support/test-env';
 import { CreditsRepository } from './credits.repository';
 import { CreditsService } from './credits.service';
+import { LedgerBatcher } from './ledger-batcher';
 import { Reservation } from './credits.types';
 import { PricingRepository } from './pricing.repository';
 import { PricingService } from './pricing.service';
@@ -45,7 +46,7 @@ async function setup() {
   const pricing = new PricingService(config, logger, new PricingRepository(db), redis);
   await pricing.onModuleInit();
   const repository = new CreditsRepository(db);
-  const credits = new CreditsService(config, logger, repository, pricing);
+  const credits = new CreditsService(config, logger, repository, pricing, new LedgerBatcher(db));
   const pg = new Client({ connectionString: url });
   await pg.connect();
 
@@ -231,6 +232,66 @@ describe('CreditsService against Postgres', () => {
     const books = await ctx.books(user);
     expect(books.balance).toBe(books.sum);
     expect(books.rows).toBe(1 + 5 * 2);
+  });
+
+  it('group-commits concurrent reserves and closes of several users, each as if alone', async () => {
+    const users = [await ctx.newUser(1000), await ctx.newUser(1000), await ctx.newUser(55)];
+    const batchesBefore = await metricValue('gateway_credit_batch_size_count');
+    // 40 requests per user at once: reserve 10, then settle to 4 (odd ones are refunded).
+    const outcomes = await Promise.allSettled(
+      users.flatMap((user) =>
+        Array.from({ length: 40 }, async (_, i) => {
+          const r = await ctx.credits.reserve({ userId: user, amount: 10, requestId: `g-${i}` });
+          return i % 2 === 0 ? ctx.credits.settle(r, 4) : ctx.credits.refund(r, 'test');
+        }),
+      ),
+    );
+    const batches = (await metricValue('gateway_credit_batch_size_count')) - batchesBefore;
+    // Far fewer statements than the 240 operations (the first of a burst goes alone).
+    expect(batches).toBeLessThan(120);
+    const refused = outcomes.filter((o) => o.status === 'rejected');
+    expect(refused.every((o) => (o.reason as ApiError).status === 402)).toBe(true);
+    for (const user of users) {
+      const books = await ctx.books(user);
+      expect(books.balance).toBe(books.sum);
+      expect(books.balance).toBeGreaterThanOrEqual(0);
+      // Newest-first order within a batch is the order of writing: balance_after chains up.
+      const { rows } = await ctx.pg.query<{ amount: string; balance_after: string }>(
+        `SELECT amount, balance_after FROM credit_ledger WHERE user_id = $1
+         ORDER BY created_at, id`,
+        [user],
+      );
+      let running = 0;
+      for (const row of rows) {
+        running += Number(row.amount);
+        expect(Number(row.balance_after)).toBe(running);
+      }
+    }
+    // The poor user: at most 5 holds of 10 at any moment out of 55, never below zero.
+    expect(refused.length).toBeGreaterThan(0);
+    expect((await ctx.books(users[0])).balance).toBe(1000 - 20 * 4);
+    const audit = await ctx.credits.audit();
+    expect(audit.balance_mismatches).toEqual([]);
+  });
+
+  it('isolates a bad operation: the rest of its batch still commits on its own', async () => {
+    const user = await ctx.newUser(100);
+    const results = await Promise.allSettled([
+      ctx.credits.reserve({ userId: user, amount: 10 }),
+      ctx.credits.reserve({ userId: user, amount: 10 }),
+      // Not a uuid: Postgres refuses the whole batch statement.
+      ctx.credits.reserve({ userId: 'not-a-uuid', amount: 10 }),
+      ctx.credits.reserve({ userId: user, amount: 10 }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual([
+      'fulfilled',
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+    ]);
+    expect((results[2] as PromiseRejectedResult).reason).toBeInstanceOf(ApiError);
+    expect((results[2] as PromiseRejectedResult).reason.status).toBe(400);
+    expect(await ctx.books(user)).toEqual({ balance: 70, sum: 70, rows: 4 });
   });
 
   it('makes a reservation with an idempotency key happen once', async () => {

@@ -15,7 +15,7 @@ import {
   userNotFound,
 } from './credits.errors';
 import { creditFailures, creditsSpent } from './credits.metrics';
-import { CreditsRepository } from './credits.repository';
+import { ClosedReservation, CreditsRepository } from './credits.repository';
 import {
   BalanceChange,
   CreditAccount,
@@ -25,6 +25,7 @@ import {
   Reservation,
   ReservationClose,
 } from './credits.types';
+import { LedgerBatcher } from './ledger-batcher';
 import { BillableKind, PricingService } from './pricing.service';
 
 /** A debit with no settle or refund after this long shows up in the audit. */
@@ -77,6 +78,7 @@ export class CreditsService
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly repository: CreditsRepository,
     private readonly pricing: PricingService,
+    private readonly batcher: LedgerBatcher,
   ) {}
 
   onModuleInit(): void {
@@ -107,14 +109,7 @@ export class CreditsService
       return { id: null, userId: input.userId, amount: 0, requestId, balance: null };
     let write: LedgerWrite | null;
     try {
-      write = await this.repository.debit({
-        userId: input.userId,
-        amount: input.amount,
-        eventType: 'debit',
-        idempotencyKey: input.idempotencyKey ? `reserve:${input.idempotencyKey}` : null,
-        requestId,
-        description: input.description ?? 'Reservation',
-      });
+      write = await this.debitForReserve(input, requestId);
     } catch (err) {
       creditFailures.inc({ reason: 'reserve_error' });
       throw err;
@@ -131,6 +126,35 @@ export class CreditsService
       requestId: write.entry.requestId,
       balance: write.entry.balanceAfter,
     };
+  }
+
+  /** A keyed hold goes alone (its replay logic is per row); the rest share a group commit. */
+  private async debitForReserve(
+    input: ReserveInput,
+    requestId: string | null,
+  ): Promise<LedgerWrite | null> {
+    const description = input.description ?? 'Reservation';
+    if (!input.idempotencyKey) {
+      const batched = await this.batcher
+        .apply({
+          kind: 'debit',
+          userId: input.userId,
+          amount: input.amount,
+          requestId,
+          description,
+        })
+        .catch(() => undefined); // the statement failed as a whole: try this one on its own
+      if (batched?.status === 'insufficient') return null;
+      if (batched?.status === 'ok') return { entry: batched.entry, replayed: false };
+    }
+    return this.repository.debit({
+      userId: input.userId,
+      amount: input.amount,
+      eventType: 'debit',
+      idempotencyKey: input.idempotencyKey ? `reserve:${input.idempotencyKey}` : null,
+      requestId,
+      description,
+    });
   }
 
   /** Reserves the maximum price of a chat or image request for `model` (free models: nothing). */
@@ -199,12 +223,14 @@ export class CreditsService
     actual: number | null,
     description: string,
   ): Promise<ReservationClose> {
-    const closed = await this.repository.closeReservation(
-      reservation.id!,
-      actual,
-      reservation.requestId,
-      description,
-    );
+    const closed =
+      (await this.closeInBatch(reservation, actual, description)) ??
+      (await this.repository.closeReservation(
+        reservation.id!,
+        actual,
+        reservation.requestId,
+        description,
+      ));
     if (!closed) throw new ReservationNotFound(reservation.id!);
     const returned = closed.entry.amount;
     const charged = closed.reserved - returned;
@@ -215,6 +241,30 @@ export class CreditsService
       balance: closed.entry.balanceAfter,
       alreadyClosed: closed.replayed,
     };
+  }
+
+  /**
+   * The common close (an open hold, usage within it) in a group commit; undefined for the rest
+   * (usage beyond the hold, a repeat, a failed batch), which CreditsRepository.closeReservation
+   * does under the account's row lock.
+   */
+  private async closeInBatch(
+    reservation: Reservation,
+    actual: number | null,
+    description: string,
+  ): Promise<ClosedReservation | undefined> {
+    const result = await this.batcher
+      .apply({
+        kind: actual === null ? 'refund' : 'settle',
+        userId: reservation.userId,
+        reservationId: reservation.id!,
+        actual,
+        requestId: reservation.requestId,
+        description,
+      })
+      .catch(() => undefined); // the locked path retries it and reports its own error
+    if (result?.status !== 'ok') return undefined;
+    return { entry: result.entry, reserved: result.reserved ?? 0, replayed: false };
   }
 
   private async retryPendingCloses(): Promise<void> {
