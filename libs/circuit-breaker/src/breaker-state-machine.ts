@@ -106,6 +106,15 @@ export function applyOutcome(
   return same;
 }
 
+/**
+ * The failures of a closed run (their times) that a success at `successAt` leaves standing: those
+ * that came after it. A success recorded a moment late must not undo a later failure, or
+ * "consecutive failures" would depend on when replicas flush. Same rule as SUCCESSES_SCRIPT.
+ */
+export function failuresAfter(runTimes: number[], successAt: number): number[] {
+  return runTimes.filter((at) => at > successAt);
+}
+
 export interface WindowStats {
   successRate: number | null;
   p95LatencyMs: number | null;

@@ -15,6 +15,8 @@ function boundRedisStore(client: Redis): BreakerStore {
   return {
     admit: (name, r) => store.admit(client, name, r),
     record: (name, r) => store.record(client, name, r),
+    recordSuccesses: async (name, successes) =>
+      (await store.recordSuccesses(client, [[name, successes]]))[0],
     read: (names) => store.read(client, names),
     reset: (name) => store.reset(client, name),
     forceOpen: (name, now, ms) => store.forceOpen(client, name, now, ms),
@@ -55,6 +57,11 @@ describe.each(stores)('breaker state machine on the %s store', (_kind, makeStore
     return store.record(name, request);
   };
   const state = async () => (await store.read([name])).get(name)!.record;
+  const successesAt = (...ats: number[]) =>
+    store.recordSuccesses(
+      name,
+      ats.map((at) => ({ at, latencyMs: 7 })),
+    );
 
   it('starts closed with nothing counted', async () => {
     expect(await state()).toEqual({
@@ -175,5 +182,55 @@ describe.each(stores)('breaker state machine on the %s store', (_kind, makeStore
       { at: T0 + 1, latencyMs: 10, ok: false },
       { at: T0, latencyMs: 10, ok: true },
     ]);
+  });
+
+  describe('buffered successes (recordSuccesses)', () => {
+    it('undo only the failures older than the newest of them', async () => {
+      await recordAt(T0 + 10, 'failure');
+      await recordAt(T0 + 20, 'failure');
+      // Flushed after both failures, but one success happened between them.
+      expect(await successesAt(T0 + 5, T0 + 15)).toBe('closed');
+      expect((await state()).failures).toBe(1);
+      await successesAt(T0 + 25);
+      expect((await state()).failures).toBe(0);
+    });
+
+    it('leave a later run of failures to open the breaker at the threshold', async () => {
+      await recordAt(T0 + 10, 'failure');
+      await recordAt(T0 + 20, 'failure');
+      await successesAt(T0 + 1);
+      expect((await state()).failures).toBe(2);
+      expect(await recordAt(T0 + 30, 'failure')).toEqual({ from: 'closed', to: 'open' });
+    });
+
+    it('count the run from the last reset, not from failures before it', async () => {
+      await recordAt(T0 + 10, 'failure');
+      await recordAt(T0 + 20, 'success');
+      await recordAt(T0 + 30, 'failure');
+      await successesAt(T0 + 25);
+      expect((await state()).failures).toBe(1);
+      await recordAt(T0 + 40, 'failure');
+      expect(await recordAt(T0 + 50, 'failure')).toEqual({ from: 'closed', to: 'open' });
+    });
+
+    it('are samples but never half-open probes; nothing changes while open', async () => {
+      for (let i = 0; i < 3; i++) await recordAt(T0, 'failure');
+      expect(await successesAt(T0 + 1)).toBe('open');
+      expect(await state()).toMatchObject({ state: 'open', failures: 3 });
+      await admitAt(T0 + 1000);
+      expect(await successesAt(T0 + 1001, T0 + 1002, T0 + 1003)).toBe('half_open');
+      expect(await state()).toMatchObject({ state: 'half_open', halfOpenSuccesses: 0 });
+    });
+
+    it('keep their samples newest first, after older ones', async () => {
+      await recordAt(T0, 'failure');
+      await successesAt(T0 + 1, T0 + 2);
+      const { samples } = (await store.read([name])).get(name)!;
+      expect(samples).toEqual([
+        { at: T0 + 2, latencyMs: 7, ok: true },
+        { at: T0 + 1, latencyMs: 7, ok: true },
+        { at: T0, latencyMs: 10, ok: false },
+      ]);
+    });
   });
 });

@@ -4,6 +4,7 @@ import {
   BreakerRecord,
   BreakerSample,
   BreakerSettings,
+  BreakerState,
   BreakerTransition,
 } from './breaker.types';
 
@@ -28,10 +29,21 @@ export interface OutcomeRequest {
   settings: BreakerSettings;
 }
 
+/** A success buffered in process before it is recorded (see CircuitBreakerService). */
+export interface SuccessSample {
+  at: number;
+  latencyMs: number;
+}
+
 /** Where breaker state lives: Redis (shared by replicas) or this process (fallback). */
 export interface BreakerStore {
   admit(name: string, request: AdmitRequest): Promise<BreakerAdmission>;
   record(name: string, request: OutcomeRequest): Promise<BreakerTransition>;
+  /**
+   * Records successes of attempts admitted while closed (oldest first): samples, and in closed
+   * state the failures older than the newest of them are undone. Never a transition.
+   */
+  recordSuccesses(name: string, successes: SuccessSample[]): Promise<BreakerState>;
   read(names: string[]): Promise<Map<string, BreakerSnapshot>>;
   reset(name: string): Promise<BreakerTransition>;
   forceOpen(name: string, now: number, durationMs: number): Promise<BreakerTransition>;

@@ -1,15 +1,17 @@
-import { admit, applyOutcome } from './breaker-state-machine';
+import { admit, applyOutcome, failuresAfter } from './breaker-state-machine';
 import {
   AdmitRequest,
   BreakerSnapshot,
   BreakerStore,
   OutcomeRequest,
   SAMPLE_LIMIT,
+  SuccessSample,
 } from './breaker-store';
 import {
   BreakerAdmission,
   BreakerRecord,
   BreakerSample,
+  BreakerState,
   BreakerTransition,
   CLOSED_RECORD,
 } from './breaker.types';
@@ -19,6 +21,8 @@ export class MemoryBreakerStore implements BreakerStore {
   private readonly records = new Map<string, BreakerRecord>();
   private readonly probes = new Map<string, Map<string, number>>();
   private readonly samples = new Map<string, BreakerSample[]>();
+  /** When the failures of each closed run happened (the Lua keeps them as failureTimes). */
+  private readonly runs = new Map<string, number[]>();
 
   private get(name: string): BreakerRecord {
     return this.records.get(name) ?? CLOSED_RECORD;
@@ -52,19 +56,38 @@ export class MemoryBreakerStore implements BreakerStore {
   async record(name: string, request: OutcomeRequest): Promise<BreakerTransition> {
     this.probes.get(name)?.delete(request.permitId);
     const result = applyOutcome(this.get(name), request.outcome, request.now, request.settings);
-    if (request.outcome !== 'neutral') {
-      const list = this.samples.get(name) ?? [];
-      list.unshift({
+    if (request.outcome !== 'neutral')
+      this.addSample(name, {
         at: request.now,
         latencyMs: request.latencyMs,
         ok: request.outcome === 'success',
       });
-      if (list.length > SAMPLE_LIMIT) list.length = SAMPLE_LIMIT;
-      this.samples.set(name, list);
-    }
+    const failed = result.record.state === 'closed' && result.record.failures > 0;
+    if (!failed) this.runs.delete(name);
+    else if (request.outcome === 'failure')
+      this.runs.set(name, [...(this.runs.get(name) ?? []), request.now]);
     this.records.set(name, result.record);
     if (result.to !== result.from && result.to !== 'half_open') this.probes.delete(name);
     return { from: result.from, to: result.to };
+  }
+
+  async recordSuccesses(name: string, successes: SuccessSample[]): Promise<BreakerState> {
+    for (const s of successes) this.addSample(name, { ...s, ok: true });
+    const record = this.get(name);
+    if (record.state !== 'closed' || record.failures === 0 || successes.length === 0)
+      return record.state;
+    const newest = Math.max(...successes.map((s) => s.at));
+    const run = failuresAfter(this.runs.get(name) ?? [], newest);
+    this.runs.set(name, run);
+    this.records.set(name, { ...record, failures: run.length });
+    return record.state;
+  }
+
+  private addSample(name: string, sample: BreakerSample): void {
+    const list = this.samples.get(name) ?? [];
+    list.unshift(sample);
+    if (list.length > SAMPLE_LIMIT) list.length = SAMPLE_LIMIT;
+    this.samples.set(name, list);
   }
 
   async read(names: string[]): Promise<Map<string, BreakerSnapshot>> {
@@ -78,6 +101,7 @@ export class MemoryBreakerStore implements BreakerStore {
     const from = this.get(name).state;
     this.records.set(name, CLOSED_RECORD);
     this.probes.delete(name);
+    this.runs.delete(name);
     return { from, to: 'closed' };
   }
 

@@ -1,6 +1,19 @@
 import type Redis from 'ioredis';
-import { ADMIT_SCRIPT, FORCE_OPEN_SCRIPT, RECORD_SCRIPT, RESET_SCRIPT } from './breaker.scripts';
-import { AdmitRequest, BreakerSnapshot, OutcomeRequest, SAMPLE_LIMIT } from './breaker-store';
+import type { ChainableCommander } from 'ioredis';
+import {
+  ADMIT_SCRIPT,
+  FORCE_OPEN_SCRIPT,
+  RECORD_SCRIPT,
+  RESET_SCRIPT,
+  SUCCESSES_SCRIPT,
+} from './breaker.scripts';
+import {
+  AdmitRequest,
+  BreakerSnapshot,
+  OutcomeRequest,
+  SAMPLE_LIMIT,
+  SuccessSample,
+} from './breaker-store';
 import {
   BreakerAdmission,
   BreakerRecord,
@@ -14,6 +27,7 @@ type ScriptClient = Redis & {
     ...args: (string | number)[]
   ): Promise<[number, BreakerState, BreakerState, number]>;
   syBreakerRecord(...args: (string | number)[]): Promise<[BreakerState, BreakerState]>;
+  syBreakerSuccesses(...args: (string | number)[]): Promise<[BreakerState, number]>;
   syBreakerReset(...args: (string | number)[]): Promise<[BreakerState, BreakerState]>;
   syBreakerForceOpen(...args: (string | number)[]): Promise<[BreakerState, BreakerState]>;
 };
@@ -25,6 +39,7 @@ function scripts(client: Redis): ScriptClient {
   if (!defined.has(client)) {
     client.defineCommand('syBreakerAdmit', { numberOfKeys: 2, lua: ADMIT_SCRIPT });
     client.defineCommand('syBreakerRecord', { numberOfKeys: 3, lua: RECORD_SCRIPT });
+    client.defineCommand('syBreakerSuccesses', { numberOfKeys: 2, lua: SUCCESSES_SCRIPT });
     client.defineCommand('syBreakerReset', { numberOfKeys: 2, lua: RESET_SCRIPT });
     client.defineCommand('syBreakerForceOpen', { numberOfKeys: 2, lua: FORCE_OPEN_SCRIPT });
     defined.add(client);
@@ -35,6 +50,46 @@ function scripts(client: Redis): ScriptClient {
 /** The braces make every key of one breaker hash to the same Redis Cluster slot. */
 function keys(name: string): [string, string, string] {
   return [`cb:{${name}}`, `cb:{${name}}:probes`, `cb:{${name}}:samples`];
+}
+
+/** Script commands queued on a pipeline: ioredis defines them there too, as EVALSHA. */
+type ScriptPipeline = ChainableCommander & {
+  syBreakerRecord(...args: (string | number)[]): ScriptPipeline;
+  syBreakerSuccesses(...args: (string | number)[]): ScriptPipeline;
+};
+
+function pipeline(client: Redis): ScriptPipeline {
+  return scripts(client).pipeline() as ScriptPipeline;
+}
+
+/** Runs a pipeline (one round trip) and fails as a whole if any command failed. */
+async function execAll(commands: ScriptPipeline): Promise<unknown[]> {
+  const results = (await commands.exec()) ?? [];
+  return results.map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+}
+
+function queueSuccesses(commands: ScriptPipeline, name: string, successes: SuccessSample[]): void {
+  const [hash, , samples] = keys(name);
+  const newest = Math.max(...successes.map((s) => s.at));
+  const encoded = successes.map((s) => `${s.at}:${Math.round(s.latencyMs)}:1`);
+  commands.syBreakerSuccesses(hash, samples, SAMPLE_LIMIT, newest, ...encoded);
+}
+
+function recordArgs(name: string, r: OutcomeRequest): (string | number)[] {
+  return [
+    ...keys(name),
+    r.now,
+    r.outcome,
+    r.permitId,
+    r.settings.failureThreshold,
+    r.settings.openMs,
+    r.settings.halfOpenSuccesses,
+    Math.round(r.latencyMs),
+    SAMPLE_LIMIT,
+  ];
 }
 
 function toRecord(hash: Record<string, string>): BreakerRecord {
@@ -70,18 +125,40 @@ export class RedisBreakerStore {
   }
 
   async record(client: Redis, name: string, r: OutcomeRequest): Promise<BreakerTransition> {
-    const [from, to] = await scripts(client).syBreakerRecord(
-      ...keys(name),
-      r.now,
-      r.outcome,
-      r.permitId,
-      r.settings.failureThreshold,
-      r.settings.openMs,
-      r.settings.halfOpenSuccesses,
-      Math.round(r.latencyMs),
-      SAMPLE_LIMIT,
-    );
+    return this.recordAfter(client, name, [], r);
+  }
+
+  /**
+   * Records `earlier` buffered successes and then one outcome of the same breaker, in that order
+   * and in one round trip (a pipeline runs in order on one connection). Always an explicit
+   * pipeline, even with nothing earlier, so the order does not depend on how the client batches
+   * lone commands (ioredis' auto-pipelining would send them a tick later; it is off, see
+   * RedisService).
+   */
+  async recordAfter(
+    client: Redis,
+    name: string,
+    earlier: SuccessSample[],
+    r: OutcomeRequest,
+  ): Promise<BreakerTransition> {
+    const commands = pipeline(client);
+    if (earlier.length > 0) queueSuccesses(commands, name, earlier);
+    commands.syBreakerRecord(...recordArgs(name, r));
+    const results = await execAll(commands);
+    const [from, to] = results[results.length - 1] as [BreakerState, BreakerState];
     return { from, to };
+  }
+
+  /** Buffered successes of several breakers in one round trip; → each breaker's state, in order. */
+  async recordSuccesses(
+    client: Redis,
+    batches: [name: string, successes: SuccessSample[]][],
+  ): Promise<BreakerState[]> {
+    if (batches.length === 0) return [];
+    const commands = pipeline(client);
+    for (const [name, successes] of batches) queueSuccesses(commands, name, successes);
+    const results = await execAll(commands);
+    return results.map((result) => (result as [BreakerState, number])[0]);
   }
 
   async read(client: Redis, names: string[]): Promise<Map<string, BreakerSnapshot>> {
