@@ -1,5 +1,11 @@
+import { Controller, Get, Module, UseGuards } from '@nestjs/common';
+import type { DynamicModule } from '@nestjs/common';
+import type { ApplicationConfig } from '@nestjs/core';
 import Redis from 'ioredis';
+import { ApiKeyGuard, RequireScopes } from '@app/auth';
 import { CreditsService } from '@app/credits';
+import { SkipRateLimit } from '@app/rate-limit';
+import { AppModule } from '../apps/gateway/src/app.module';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { installAuthProbe, metricValue } from './support/auth-probe';
 import { startGateway, TestGateway, uniqueRedisPrefix } from './support/gateway';
@@ -7,9 +13,34 @@ import { startMockUpstream, writeProvidersFile } from './support/mock-upstream';
 import { startRedisServer } from './support/redis-server';
 import { testEnv } from './support/test-env';
 
-// /probe/chat is a public route behind ApiKeyGuard only; the global RateLimitInterceptor limits
-// it like every other API-key route.
+// /probe/chat is a public route behind ApiKeyGuard only; the rate-limit hook ApiKeyGuard runs
+// (RateLimitAdmission) limits it like every other API-key route.
 installAuthProbe();
+
+/** An API-key route left out of the limits, e.g. a cheap status poll. */
+@Controller('probe-skip')
+@UseGuards(ApiKeyGuard)
+class SkipProbeController {
+  @Get('status')
+  @RequireScopes('chat')
+  @SkipRateLimit()
+  status() {
+    return { ok: true };
+  }
+}
+
+@Module({})
+class SkipProbeRootModule {}
+
+{
+  const forRoot = jest.spyOn(AppModule, 'forRoot');
+  const withAuthProbe = forRoot.getMockImplementation()!;
+  forRoot.mockImplementation((...args: Parameters<typeof AppModule.forRoot>): DynamicModule => ({
+    module: SkipProbeRootModule,
+    imports: [withAuthProbe(...args)],
+    controllers: [SkipProbeController],
+  }));
+}
 
 async function waitFor(predicate: () => Promise<boolean> | boolean, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
@@ -168,6 +199,34 @@ describe('rate limits per API key (Redis, two replicas)', () => {
       body: JSON.stringify({ rate_limit_per_minute: 1 }),
     });
     await waitFor(async () => (await call(gw2, consumer)).status === 429, 3000);
+  });
+
+  it('leaves a @SkipRateLimit route out: not refused, not counted, no headers', async () => {
+    const consumer = await newConsumer(gw1, { rateLimitPerMinute: 2 });
+    const status = () =>
+      fetch(`${gw1.url}/probe-skip/status`, {
+        headers: { authorization: `Bearer ${consumer.key}` },
+      });
+    for (let i = 0; i < 4; i++) {
+      const res = await status();
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-ratelimit-limit-requests')).toBeNull();
+    }
+    // The skipped calls used none of the two slots.
+    expect(limitHeaders(await call(gw1, consumer))).toMatchObject({ remaining: '1' });
+    expect((await call(gw2, consumer)).status).toBe(200);
+    expect((await call(gw1, consumer)).status).toBe(429);
+    // Still authenticated: a skip is not a way around the API key.
+    expect(
+      (await fetch(`${gw1.url}/probe-skip/status`, { headers: { authorization: 'Bearer nope' } }))
+        .status,
+    ).toBe(401);
+  });
+
+  it('registers no global interceptor, so Nest calls handlers without the rxjs chain', () => {
+    const config = (gw1.gateway.app as unknown as { config: ApplicationConfig }).config;
+    expect(config.getGlobalInterceptors()).toEqual([]);
+    expect(config.getGlobalRequestInterceptors()).toEqual([]);
   });
 
   it('reports the rate limiter on /health/detailed', async () => {

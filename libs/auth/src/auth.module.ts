@@ -19,6 +19,7 @@ import { BootstrapKeysService } from './bootstrap-keys.service';
 import { CreditGrantRepository } from './credit-grant.repository';
 import { CREDENTIALS_OUTPUT, CredentialsOutput, FirstStartService } from './first-start.service';
 import { LoginLimiter } from './login-limiter.service';
+import { PrincipalAdmission } from './principal-admission';
 import { UsersRepository } from './users.repository';
 import { UsersService } from './users.service';
 
@@ -49,6 +50,7 @@ const printToStdout: CredentialsOutput = (text) => process.stdout.write(`${text}
     CreditGrantRepository,
     FirstStartService,
     LoginLimiter,
+    PrincipalAdmission,
     UsersRepository,
     UsersService,
   ],
@@ -59,6 +61,7 @@ const printToStdout: CredentialsOutput = (text) => process.stdout.write(`${text}
     ApiKeyGuard,
     ApiKeysService,
     AuditService,
+    PrincipalAdmission,
     UsersService,
   ],
 })

@@ -1,5 +1,7 @@
 export { AuthModule } from './auth.module';
 export { ApiKeyGuard } from './api-key.guard';
+export { PrincipalAdmission } from './principal-admission';
+export type { PrincipalAdmissionHook } from './principal-admission';
 export { AdminGuard } from './admin.guard';
 export { RequireScopes, CurrentPrincipal, CurrentAdmin, REQUIRED_SCOPES } from './auth.decorators';
 export { ApiKeyAuthService } from './api-key-auth.service';

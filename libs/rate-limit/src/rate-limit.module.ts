@@ -1,18 +1,17 @@
 import { Global, Module } from '@nestjs/common';
-import { APP_INTERCEPTOR } from '@nestjs/core';
 import { ThrottlerModule } from '@nestjs/throttler';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { RedisService } from '@app/redis';
 import { LOGIN_IP_THROTTLER, LoginThrottleGuard } from './login-throttle.guard';
-import { RateLimitGuard } from './rate-limit.guard';
-import { RateLimitInterceptor } from './rate-limit.interceptor';
+import { RateLimitAdmission } from './rate-limit.admission';
 import { RateLimitService } from './rate-limit.service';
 import { RedisThrottlerStorage } from './redis-throttler.storage';
 
 /**
- * Per-key limits apply to every API-key route through the global RateLimitInterceptor. Global
- * module so any controller can also list RateLimitGuard / LoginThrottleGuard in @UseGuards.
- * ThrottlerModule is configured only for the login limiter; no throttler guard is global.
+ * Per-key limits apply to every API-key route through RateLimitAdmission, a hook ApiKeyGuard
+ * runs once it has attached the Principal (no global interceptor or guard). Global module so any
+ * controller can list LoginThrottleGuard in @UseGuards. ThrottlerModule is configured only for
+ * the login limiter; no throttler guard is global.
  */
 @Global()
 @Module({
@@ -32,12 +31,7 @@ import { RedisThrottlerStorage } from './redis-throttler.storage';
       }),
     }),
   ],
-  providers: [
-    RateLimitService,
-    RateLimitGuard,
-    LoginThrottleGuard,
-    { provide: APP_INTERCEPTOR, useClass: RateLimitInterceptor },
-  ],
-  exports: [RateLimitService, RateLimitGuard, LoginThrottleGuard],
+  providers: [RateLimitService, RateLimitAdmission, LoginThrottleGuard],
+  exports: [RateLimitService, LoginThrottleGuard],
 })
 export class RateLimitModule {}

@@ -149,8 +149,8 @@ export class RateLimitService implements OnModuleInit {
   }
 
   /**
-   * For the global interceptor and the guard: counts a request authenticated by an API key once,
-   * however many of them run on it; requests without a Principal (admin, health) are untouched.
+   * For RateLimitAdmission: counts a request authenticated by an API key once, however often it
+   * is called for it; requests without a Principal (admin, health) are untouched.
    */
   async enforceOnce(
     request: { principal?: RateLimitedPrincipal },
