@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { createAccessLogWriter } from './access-log';
 import { httpRequestDuration, httpRequestsTotal } from './http-metrics';
+import { isKeyShapedId } from './logger';
 import { runWithRequestContext } from './request-context';
 import { RequestAnnotations, requestAnnotations } from './request-annotations';
 
@@ -22,11 +24,15 @@ const QUIET_ROUTES = new Set([
   '/metrics',
 ]);
 
-/** Takes the caller's id when it is safe to echo back, otherwise makes one. */
+/**
+ * Takes the caller's id when it is safe to echo back, otherwise makes one. A key-shaped id
+ * (a client pasting its API key into x-request-id) is not taken: the id is on every log line.
+ */
 export function requestIdFrom(headers: Record<string, string | string[] | undefined>): string {
   for (const name of ['x-request-id', 'x-correlation-id']) {
     const value = headers[name];
-    if (typeof value === 'string' && REQUEST_ID_PATTERN.test(value)) return value;
+    if (typeof value === 'string' && REQUEST_ID_PATTERN.test(value) && !isKeyShapedId(value))
+      return value;
   }
   return randomUUID();
 }
@@ -40,6 +46,8 @@ export function installHttpObservability(
   logger: Logger,
   onCompleted?: (request: CompletedRequest) => void,
 ): void {
+  const writeAccessLine = createAccessLogWriter(logger);
+
   fastify.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     runWithRequestContext({ requestId: String(request.id) }, done);
@@ -47,31 +55,30 @@ export function installHttpObservability(
 
   fastify.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions?.url ?? 'unmatched';
-    const status = String(reply.statusCode);
-    const seconds = reply.elapsedTime / 1000;
-    httpRequestsTotal.inc({ method: request.method, route, status });
-    httpRequestDuration.observe({ method: request.method, route, status }, seconds);
+    const statusCode = reply.statusCode;
+    const elapsedMs = reply.elapsedTime; // a getter that reads the clock: read it once
+    const labels = { method: request.method, route, status: String(statusCode) };
+    httpRequestsTotal.inc(labels);
+    httpRequestDuration.observe(labels, elapsedMs / 1000);
     if (!QUIET_ROUTES.has(route)) {
       const annotations = requestAnnotations(request);
-      const latencyMs = Math.round(reply.elapsedTime * 100) / 100;
-      logger.info(
-        {
-          request_id: request.id,
-          method: request.method,
-          route,
-          status: reply.statusCode,
-          latency_ms: latencyMs,
-          ...annotations,
-        },
-        'request completed',
-      );
+      const latencyMs = Math.round(elapsedMs * 100) / 100;
+      const requestId = String(request.id);
+      writeAccessLine({
+        requestId,
+        method: request.method,
+        route,
+        status: statusCode,
+        latencyMs,
+        annotations,
+      });
       if (onCompleted && route !== 'unmatched') {
         onCompleted({
           ...annotations,
-          requestId: String(request.id),
+          requestId,
           method: request.method,
           route,
-          statusCode: reply.statusCode,
+          statusCode,
           latencyMs,
         });
       }

@@ -43,8 +43,27 @@ const SECRET_PATTERNS: RegExp[] = [
   /eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/g,
 ];
 
+/**
+ * All of SECRET_PATTERNS in one non-global regex, case-insensitive (a superset of what they
+ * match): one scan answers "anything to scrub?" for the common text that holds nothing.
+ */
+const ANY_SECRET = new RegExp(SECRET_PATTERNS.map((p) => `(?:${p.source})`).join('|'), 'i');
+
+/**
+ * An id (request or correlation id) that is, or has as a separate part, a key- or token-shaped
+ * string. Anchored at a part boundary so ordinary ids such as `task-20240101-42` pass.
+ */
+const KEY_SHAPED_ID =
+  /(?:^|[^A-Za-z0-9])(?:sk-[A-Za-z0-9_-]{8,}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})/;
+
+export function isKeyShapedId(id: string): boolean {
+  return KEY_SHAPED_ID.test(id);
+}
+
 /** Scrubs key- and token-shaped strings from free text (error messages, upstream bodies). */
 export function scrubSecrets(text: string): string {
+  // Most text holds nothing to scrub: one scan, no per-pattern replace passes.
+  if (!ANY_SECRET.test(text)) return text;
   let out = text;
   for (const pattern of SECRET_PATTERNS) out = out.replace(pattern, '[REDACTED]');
   return out;

@@ -53,6 +53,8 @@ export class RedisService implements OnApplicationShutdown {
     const options = {
       keyPrefix: this.config.redis.keyPrefix,
       enableOfflineQueue: false,
+      // enableAutoPipelining stays off: ioredis 5.11 crashed the process under load with it
+      // ("results[i] is not iterable" in autoPipelining.js, an uncaught throw in a callback).
       maxRetriesPerRequest: 1,
       connectTimeout: 2000,
       commandTimeout: 1000,

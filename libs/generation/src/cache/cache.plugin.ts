@@ -69,7 +69,9 @@ export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
     const storeKey = ctx.state.get(STORE_KEY) as string | undefined;
     // Only a complete answer from an upstream is stored: never a cut stream, an error, or a hit.
     if (storeKey && outcome.status === 'succeeded' && !outcome.cached && outcome.completion) {
-      await this.cache.store(
+      // Not awaited: the answer does not depend on it, store() never throws, and the write is
+      // on the connection before this client can send its next request.
+      void this.cache.store(
         storeKey,
         outcome.completion as unknown as ChatCompletion,
         outcome.provider ?? undefined,
