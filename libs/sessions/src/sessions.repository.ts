@@ -2,6 +2,9 @@ import { Injectable } from '@nestjs/common';
 import { DatabaseService, Queryable } from '@app/database';
 import type { SessionStatus } from './session-health.policy';
 
+/** Sessions read per acquire: the least recently used ones a concurrent acquire may skip. */
+const ACQUIRE_CANDIDATES = 16;
+
 export interface SessionRow {
   id: string;
   provider: string;
@@ -106,31 +109,44 @@ export class SessionsRepository {
    * Takes the least recently used usable session of a provider and stamps it in one statement.
    * SKIP LOCKED lets concurrent requests on every replica take different rows instead of
    * queueing on the same one; clock_timestamp() keeps the order strict within a transaction.
-   * When every usable row is locked by a concurrent acquire at that instant (more requests in
-   * flight than sessions), SKIP LOCKED finds nothing although the pool is not empty: then wait
-   * for a row (each lock lasts one statement) rather than answer 503 no_healthy_sessions.
+   * The candidates are read from the statement's snapshot and a row is only taken if its
+   * last_used_at is still the one read: a row another acquire stamped and committed after our
+   * snapshot fails that re-check when we lock it (Postgres re-evaluates the conditions on the
+   * newest version) and is skipped, so concurrent callers get different sessions while there
+   * are enough. When every usable row is busy at that instant (more requests in flight than
+   * sessions), nothing is left: then share the least recently used one, waiting for its lock
+   * (each lasts one statement), rather than answer 503 no_healthy_sessions.
    */
   async acquire(
     provider: string,
   ): Promise<Pick<SessionRow, 'id' | 'cookie_text' | 'cookie_hash'> | null> {
-    const take = (lock: string) =>
+    const usable = `provider = $1 AND status = 'healthy'
+             AND (expires_at IS NULL OR expires_at > now())
+             AND (cooldown_until IS NULL OR cooldown_until <= now())`;
+    const stamp = (pick: string) =>
       this.sql<Pick<SessionRow, 'id' | 'cookie_text' | 'cookie_hash'>>(
         `UPDATE sessions SET last_used_at = clock_timestamp()
-         WHERE id = (
-           SELECT id FROM sessions
-           WHERE provider = $1 AND status = 'healthy'
-             AND (expires_at IS NULL OR expires_at > now())
-             AND (cooldown_until IS NULL OR cooldown_until <= now())
-           ORDER BY last_used_at NULLS FIRST, id
-           LIMIT 1
-           ${lock})
+         WHERE id = (${pick})
          RETURNING id, cookie_text, cookie_hash`,
         [provider],
         'sessions.acquire',
       );
-    const rows = await take('FOR UPDATE SKIP LOCKED');
-    if (rows[0]) return rows[0];
-    return (await take('FOR UPDATE'))[0] ?? null;
+    const untaken = await stamp(
+      `WITH seen AS MATERIALIZED (
+         SELECT id, last_used_at FROM sessions WHERE ${usable}
+         ORDER BY last_used_at NULLS FIRST, id LIMIT ${ACQUIRE_CANDIDATES})
+       SELECT s.id FROM seen JOIN sessions s ON s.id = seen.id
+       WHERE s.last_used_at IS NOT DISTINCT FROM seen.last_used_at AND s.status = 'healthy'
+       ORDER BY seen.last_used_at NULLS FIRST, seen.id
+       LIMIT 1
+       FOR UPDATE OF s SKIP LOCKED`,
+    );
+    if (untaken[0]) return untaken[0];
+    const shared = await stamp(
+      `SELECT id FROM sessions WHERE ${usable}
+       ORDER BY last_used_at NULLS FIRST, id LIMIT 1 FOR UPDATE`,
+    );
+    return shared[0] ?? null;
   }
 
   /** Successes only lower the rate and never change a status, so a batch is one statement. */
