@@ -1,6 +1,7 @@
 import { DataSource } from 'typeorm';
-import { createDataSource, EmbeddedPostgres, MIGRATION_LOCK_ID } from '@app/database';
+import { MIGRATION_LOCK_ID } from '@app/database';
 import { CliCommand, parseOptions } from '../cli-command';
+import { withMigrationDataSource } from './migration-data-source';
 
 /** Reverting it would drop every table: that is a restore from backup, not a rollback. */
 const INITIAL_MIGRATION = /^InitialSchema\d+$/;
@@ -32,59 +33,47 @@ export const migrateRevertCommand: CliCommand = {
   description: 'Revert the last applied migration (--dry names it without reverting)',
   async run(ctx, args) {
     const { flags } = parseOptions(args);
-    let url = ctx.config.database.url;
-    let embedded: EmbeddedPostgres | undefined;
-    if (!url) {
-      embedded = new EmbeddedPostgres(
-        ctx.config.database.embeddedDir,
-        ctx.config.database.embeddedPort,
-        ctx.logger,
-      );
-      url = await embedded.start();
-    }
-    const dataSource = createDataSource(url, ctx.config.database);
-    await dataSource.initialize();
-    const runner = dataSource.createQueryRunner();
-    await runner.connect();
-    try {
-      await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
-      // Read under the lock: a migration applied while we waited is the one to consider.
-      const last = await lastApplied(dataSource);
-      if (!last) {
-        ctx.print('No applied migrations: nothing to revert.');
-        return 0;
-      }
-      if (INITIAL_MIGRATION.test(last)) {
+    return withMigrationDataSource(ctx, async (dataSource) => {
+      const runner = dataSource.createQueryRunner();
+      await runner.connect();
+      try {
+        await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
+        // Read under the lock: a migration applied while we waited is the one to consider.
+        const last = await lastApplied(dataSource);
+        if (!last) {
+          ctx.print('No applied migrations: nothing to revert.');
+          return 0;
+        }
+        if (INITIAL_MIGRATION.test(last)) {
+          ctx.print(
+            `error: ${last} is the initial schema; reverting it would drop every table. ` +
+              'Restore a backup instead (runbook "Backup and restore of Postgres").',
+          );
+          return 2;
+        }
+        if (!known(dataSource, last)) {
+          ctx.print(
+            `error: the last applied migration ${last} is not part of this version, so its down ` +
+              'step is unknown here. Run migrate:revert with the version that added it.',
+          );
+          return 1;
+        }
+        if (flags.has('dry')) {
+          ctx.print(`Would revert: ${last}`);
+          return 0;
+        }
+        await dataSource.undoLastMigration({ transaction: 'each' });
+        ctx.print(`Reverted ${last}.`);
         ctx.print(
-          `error: ${last} is the initial schema; reverting it would drop every table. ` +
-            'Restore a backup instead (runbook "Backup and restore of Postgres").',
+          'A gateway of this version applies it again when it starts: run the previous version now.',
         );
-        return 2;
-      }
-      if (!known(dataSource, last)) {
-        ctx.print(
-          `error: the last applied migration ${last} is not part of this version, so its down ` +
-            'step is unknown here. Run migrate:revert with the version that added it.',
-        );
-        return 1;
-      }
-      if (flags.has('dry')) {
-        ctx.print(`Would revert: ${last}`);
         return 0;
+      } finally {
+        await runner
+          .query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID])
+          .catch(() => undefined);
+        await runner.release();
       }
-      await dataSource.undoLastMigration({ transaction: 'each' });
-      ctx.print(`Reverted ${last}.`);
-      ctx.print(
-        'A gateway of this version applies it again when it starts: run the previous version now.',
-      );
-      return 0;
-    } finally {
-      await runner
-        .query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID])
-        .catch(() => undefined);
-      await runner.release();
-      await dataSource.destroy();
-      await embedded?.stop();
-    }
+    });
   },
 };

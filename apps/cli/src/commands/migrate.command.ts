@@ -1,10 +1,6 @@
-import {
-  createDataSource,
-  EmbeddedPostgres,
-  pendingMigrations,
-  runMigrationsLocked,
-} from '@app/database';
+import { pendingMigrations, runMigrationsLocked } from '@app/database';
 import { CliCommand, parseOptions } from '../cli-command';
+import { withMigrationDataSource } from './migration-data-source';
 
 export const migrateCommand: CliCommand = {
   name: 'migrate',
@@ -12,19 +8,7 @@ export const migrateCommand: CliCommand = {
   description: 'Apply pending database migrations (--dry lists them without applying)',
   async run(ctx, args) {
     const { flags } = parseOptions(args);
-    let url = ctx.config.database.url;
-    let embedded: EmbeddedPostgres | undefined;
-    if (!url) {
-      embedded = new EmbeddedPostgres(
-        ctx.config.database.embeddedDir,
-        ctx.config.database.embeddedPort,
-        ctx.logger,
-      );
-      url = await embedded.start();
-    }
-    const dataSource = createDataSource(url, ctx.config.database);
-    await dataSource.initialize();
-    try {
+    return withMigrationDataSource(ctx, async (dataSource) => {
       const pending = await pendingMigrations(dataSource);
       if (flags.has('dry')) {
         ctx.print(
@@ -41,9 +25,6 @@ export const migrateCommand: CliCommand = {
       );
       for (const m of applied) ctx.print(`  ${m.name}`);
       return 0;
-    } finally {
-      await dataSource.destroy();
-      await embedded?.stop();
-    }
+    });
   },
 };
