@@ -40,4 +40,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8000) + '/health/live').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 STOPSIGNAL SIGTERM
-CMD ["node", "dist/apps/gateway/src/main.js"]
+CMD ["node", "--max-old-space-size=256", "--max-semi-space-size=32", "dist/apps/gateway/src/main.js"]

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './support/free-port';
 import path from 'node:path';
 import { loadAll } from 'js-yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
@@ -53,18 +53,18 @@ const validSecrets = {
   SESSION_ENCRYPTION_KEY: 'ab'.repeat(32),
 };
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
+/** dist/apps/x/src/main.js → apps/x/src/main.ts: the compiled entry point has a source. */
+/** The script a `node [flags…] script [args…]` command runs. */
+function entryPoint(command: string[]): string {
+  return command.slice(1).find((arg) => !arg.startsWith('-')) as string;
 }
 
-/** dist/apps/x/src/main.js → apps/x/src/main.ts: the compiled entry point has a source. */
+/** `npm start` as an argv: what the image and the Deployment must run for the gateway. */
+function npmStartCommand(): string[] {
+  const pkg = JSON.parse(repoFile('package.json')) as { scripts: { start: string } };
+  return pkg.scripts.start.split(/\s+/);
+}
+
 function sourceOf(distPath: string): string {
   return distPath.replace(/^dist\//, '').replace(/\.js$/, '.ts');
 }
@@ -186,8 +186,10 @@ describe('Kubernetes manifests', () => {
     ] as string[][];
     for (const command of commands) {
       expect(command[0]).toBe('node');
-      expect(existsSync(path.join(ROOT, sourceOf(command[1])))).toBe(true);
+      expect(existsSync(path.join(ROOT, sourceOf(entryPoint(command))))).toBe(true);
     }
+    // The gateway runs with the heap flags of `npm start` (docs/deployment.md).
+    expect(apiContainer.command).toEqual(npmStartCommand());
     expect(api.spec.template.spec.initContainers[0].command.slice(2)).toEqual(['migrate']);
     expect(existsSync(path.join(ROOT, 'apps/cli/src/commands/migrate.command.ts'))).toBe(true);
   });
@@ -260,7 +262,8 @@ describe('Dockerfile and .dockerignore', () => {
       (lastStage.find((l) => l.startsWith('CMD ')) as string).slice(4),
     ) as string[];
     expect(cmd[0]).toBe('node');
-    expect(existsSync(path.join(ROOT, sourceOf(cmd[1])))).toBe(true);
+    expect(existsSync(path.join(ROOT, sourceOf(entryPoint(cmd))))).toBe(true);
+    expect(cmd).toEqual(npmStartCommand());
   });
 
   it('copies everything `npm run build` reads into the build stage', () => {
