@@ -132,6 +132,10 @@ async function startSwitchyard(
     providersFile: sy.writeProvidersFile(runDir, mockUrl),
     logLevel: settings.logLevel,
   });
+  // The node flags of `npm start` (heap sizing), so the gateway runs as users start it.
+  const startFlags = (
+    require('../package.json').scripts.start.match(/\s(--[\w-]+=\S+)/g) ?? []
+  ).map((flag) => flag.trim());
   const nodeArgs =
     settings.cpuProfile && name === 'switchyard'
       ? ['--cpu-prof', `--cpu-prof-dir=${path.join(runDir, 'prof')}`]
@@ -140,7 +144,7 @@ async function startSwitchyard(
   const server = proc.startServer({
     name,
     command: process.execPath,
-    args: [...nodeArgs, ...settings.gatewayNodeArgs, main],
+    args: [...startFlags, ...nodeArgs, ...settings.gatewayNodeArgs, main],
     env,
     cpu,
     logFile: path.join(runDir, `${name}.log`),

@@ -1,9 +1,10 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 import { ApiKeysService, UsersService } from '@app/auth';
 import { CreditsService } from '@app/credits';
+import { bash } from './monitoring.helpers';
 import { startGateway, TestGateway } from './support/gateway';
 
 /**
@@ -50,29 +51,6 @@ const tools = ['psql', 'jq', 'curl'].filter((t) => !has(t));
 if (tools.length > 0 && process.env.CI === 'true')
   throw new Error(`credits runbook test needs ${tools.join(', ')} on PATH`);
 
-function runScript(
-  script: string,
-  env: Record<string, string>,
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  // Asynchronous: the gateway under test answers from this very process.
-  return new Promise((resolve) => {
-    const child = spawn('bash', ['-c', script], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
-
 (tools.length === 0 ? describe : describe.skip)('runbook: Credits and ledger', () => {
   let gw: TestGateway;
   let pg: Client;
@@ -116,15 +94,20 @@ function runScript(
         return `echo "@@CMD ${i}"\n${command}\necho "@@RC ${i} $?"`;
       })
       .join('\n');
-    const result = await runScript(script, {
-      SY: gw.url,
-      DATABASE_URL: gw.databaseUrl,
-      ADMIN_PASSWORD: adminPassword,
-      API_KEY: key.key,
-      LOG_LEVEL: 'silent',
-      NODE_ENV: 'test',
-      REDIS_URL: '',
-    });
+    const result = await bash(
+      script,
+      {
+        SY: gw.url,
+        DATABASE_URL: gw.databaseUrl,
+        ADMIN_PASSWORD: adminPassword,
+        API_KEY: key.key,
+        LOG_LEVEL: 'silent',
+        NODE_ENV: 'test',
+        REDIS_URL: '',
+      },
+      ROOT,
+      240_000,
+    );
     const outputs = new Map<number, string>();
     const failed: string[] = [];
     for (const part of result.stdout.split('@@CMD ').slice(1)) {

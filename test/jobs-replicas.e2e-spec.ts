@@ -1,5 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePort } from './support/free-port';
 import path from 'node:path';
 import { Client } from 'pg';
 import { newConsumer, TestConsumer } from './support/auth-factory';
@@ -20,14 +20,6 @@ import {
 } from './jobs-helpers';
 
 const ROOT = path.resolve(__dirname, '..');
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** A real `worker` process (the TypeScript sources, no build) that a test can SIGKILL. */
 class WorkerProcess {

@@ -1,6 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { load } from 'js-yaml';
 
@@ -182,6 +181,7 @@ export function bash(
   command: string,
   env: Record<string, string>,
   cwd = ROOT,
+  timeoutMs = 60_000,
 ): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     // No pipefail: operators paste these into a default shell, where `… | head` is fine; the
@@ -195,7 +195,7 @@ export function bash(
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('close', (status) => {
       clearTimeout(timer);
       resolve({ status, stdout, stderr });
@@ -203,18 +203,7 @@ export function bash(
   });
 }
 
-/** A TCP port free right now on 127.0.0.1 (for child processes the tests start). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './support/free-port';
 
 /** Polls `probe` until it returns a value (errors count as "not yet"). */
 export async function waitFor<T>(

@@ -1000,12 +1000,12 @@ function filesIn(dir: string, suffix: string): string[] {
       try {
         const results = await runSection('Database rollback', { DATABASE_URL: scratch });
         expect(outputOf(results, 'migrate:revert --dry')).toContain(
-          'Would revert: GenerationJobQueue1732300008000',
+          'Would revert: CreditsLedgerBatch1732300010000',
         );
         expect(results.map((r) => r.stdout).join('')).toContain(
-          'Reverted GenerationJobQueue1732300008000.',
+          'Reverted CreditsLedgerBatch1732300010000.',
         );
-        expect(outputOf(results, 'FROM migrations')).not.toContain('GenerationJobQueue');
+        expect(outputOf(results, 'FROM migrations')).not.toContain('CreditsLedgerBatch');
         expect(
           filesIn(SANDBOX, '.dump').some((f) => f.startsWith('switchyard-before-revert-')),
         ).toBe(true);
@@ -1196,6 +1196,13 @@ async function appliedMigrations(url: string): Promise<string[]> {
   );
 }
 
+async function hasFunction(url: string, name: string): Promise<boolean> {
+  return withClient(
+    url,
+    async (c) => (await c.query('SELECT 1 FROM pg_proc WHERE proname = $1', [name])).rowCount === 1,
+  );
+}
+
 async function hasColumn(url: string, table: string, column: string): Promise<boolean> {
   return withClient(
     url,
@@ -1244,7 +1251,7 @@ describe('migrate:revert', () => {
   it('names the migration with --dry, reverts it, and migrate applies it again', async () => {
     const before = await appliedMigrations(url);
     const last = before[before.length - 1];
-    expect(last).toBe('GenerationJobQueue1732300008000');
+    expect(last).toBe('CreditsLedgerBatch1732300010000');
 
     const dry = await cli(['migrate:revert', '--dry'], url);
     expect(dry).toEqual({ code: 0, out: `Would revert: ${last}\n` });
@@ -1254,13 +1261,13 @@ describe('migrate:revert', () => {
     expect(revert.code).toBe(0);
     expect(revert.out).toContain(`Reverted ${last}.`);
     expect(await appliedMigrations(url)).toEqual(before.slice(0, -1));
-    // Its down step ran: the columns it added are gone.
-    expect(await hasColumn(url, 'generation_jobs', 'reservation')).toBe(false);
+    // Its down step ran: the function it added is gone.
+    expect(await hasFunction(url, 'credits_apply_batch')).toBe(false);
 
     expect((await cli(['migrate', '--dry'], url)).out).toContain(last);
     expect((await cli(['migrate'], url)).code).toBe(0);
     expect(await appliedMigrations(url)).toEqual(before);
-    expect(await hasColumn(url, 'generation_jobs', 'reservation')).toBe(true);
+    expect(await hasFunction(url, 'credits_apply_batch')).toBe(true);
   });
 
   it('reverts one migration per call and refuses the initial schema', async () => {
@@ -1285,7 +1292,7 @@ describe('migrate:revert', () => {
     const refused = await cli(['migrate:revert'], url);
     expect(refused.code).toBe(1);
     expect(refused.out).toContain('Future1999999999999 is not part of this version');
-    expect(await hasColumn(url, 'generation_jobs', 'reservation')).toBe(true);
+    expect(await hasFunction(url, 'credits_apply_batch')).toBe(true);
   });
 
   it('waits for the same advisory lock as runMigrationsLocked', async () => {
@@ -1296,10 +1303,10 @@ describe('migrate:revert', () => {
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
       const reverting = cli(['migrate:revert'], url);
       await someoneWaitsForMigrationLock(url);
-      expect(await hasColumn(url, 'generation_jobs', 'reservation')).toBe(true);
+      expect(await hasFunction(url, 'credits_apply_batch')).toBe(true);
       await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
       expect((await reverting).code).toBe(0);
-      expect(await hasColumn(url, 'generation_jobs', 'reservation')).toBe(false);
+      expect(await hasFunction(url, 'credits_apply_batch')).toBe(false);
 
       // … and so does libs/database's migration runner, on the very same lock id.
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
@@ -1308,9 +1315,9 @@ describe('migrate:revert', () => {
       try {
         const migrating = runMigrationsLocked(dataSource);
         await someoneWaitsForMigrationLock(url);
-        expect(await hasColumn(url, 'generation_jobs', 'reservation')).toBe(false);
+        expect(await hasFunction(url, 'credits_apply_batch')).toBe(false);
         await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
-        expect((await migrating).map((m) => m.name)).toEqual(['GenerationJobQueue1732300008000']);
+        expect((await migrating).map((m) => m.name)).toEqual(['CreditsLedgerBatch1732300010000']);
       } finally {
         await dataSource.destroy();
       }

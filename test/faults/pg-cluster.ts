@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface, Interface } from 'node:readline';
-import { freePort } from '../support/redis-server';
+import { freePort } from '../support/free-port';
 
 const ROOT = path.resolve(__dirname, '../..');
 

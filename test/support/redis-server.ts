@@ -1,5 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
+import { freePort } from './free-port';
 
 export interface RedisServer {
   url: string;
@@ -7,18 +8,6 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port (after stop), for outage-and-recovery tests. */
   restart(): Promise<void>;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitForPort(port: number, timeoutMs = 5000): Promise<void> {
