@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { Client } from 'pg';
 import { ConfigValidationError, loadConfig, loadConfigOrExit } from '@app/config';
 import { createLogger } from '@app/observability';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
@@ -244,6 +245,36 @@ describe('foundation: database outage', () => {
       await gw.close();
       await proxy.cut();
       await dropDatabase(dbUrl);
+    }
+  });
+});
+
+describe('foundation: terminated pooled connections', () => {
+  it('keeps readiness at 200 when the pool idle connections are killed under it', async () => {
+    const gw = await startGateway();
+    const database = new URL(gw.databaseUrl).pathname.slice(1);
+    const admin = new Client({ connectionString: testEnv.adminDatabaseUrl });
+    await admin.connect();
+    try {
+      const statuses: number[] = [];
+      for (let round = 0; round < 10; round++) {
+        // Several concurrent probes leave several idle connections in the pool.
+        await Promise.all(
+          Array.from({ length: 4 }, () => fetch(`${gw.url}/health/ready`).then((r) => r.text())),
+        );
+        // pg_terminate_backend only signals: the backends die while the probe below runs.
+        const { rows } = await admin.query(
+          `SELECT count(pg_terminate_backend(pid))::int AS terminated FROM pg_stat_activity
+            WHERE datname = $1 AND state = 'idle' AND pid <> pg_backend_pid()`,
+          [database],
+        );
+        expect(rows[0].terminated).toBeGreaterThan(0);
+        statuses.push((await fetch(`${gw.url}/health/ready`)).status);
+      }
+      expect(statuses).toEqual(Array(10).fill(200));
+    } finally {
+      await admin.end();
+      await gw.close();
     }
   });
 });

@@ -66,6 +66,13 @@ function holdClient(client: PoolClient): (failure?: unknown) => void {
   };
 }
 
+/** A query failed because its pooled connection had died; the connection has been dropped. */
+class StaleConnectionError extends Error {
+  constructor(override readonly cause: unknown) {
+    super('pooled connection was closed by the server');
+  }
+}
+
 /** Arbitrary constant naming the advisory lock that serialises migrations. */
 export const MIGRATION_LOCK_ID = 7_272_741;
 
@@ -109,6 +116,7 @@ export class DatabaseService implements OnApplicationShutdown {
   private embedded?: EmbeddedPostgres;
   private reachable = true;
   private probeTimer?: NodeJS.Timeout;
+  private probing?: Promise<void>;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -145,7 +153,7 @@ export class DatabaseService implements OnApplicationShutdown {
     dbUp.set(1);
     if (applied.length > 0)
       this.logger.info({ migrations: applied.map((m) => m.name) }, 'migrations applied');
-    this.probeTimer = setInterval(() => void this.probe(), PROBE_INTERVAL_MS);
+    this.probeTimer = setInterval(() => void this.recheck(), PROBE_INTERVAL_MS);
     this.probeTimer.unref();
   }
 
@@ -172,18 +180,40 @@ export class DatabaseService implements OnApplicationShutdown {
     };
   }
 
-  /** Pings the database; used by readiness and the fail-fast flag. */
+  /**
+   * Pings the database; used by readiness and the fail-fast flag. A pooled connection whose
+   * backend was just terminated (pg_terminate_backend, a failover) fails its next query before
+   * the pool has noticed. That says nothing about the database, so the ping drops that
+   * connection and tries the next one; only a failed connect or a failure on every connection
+   * the pool holds counts as down.
+   */
   async ping(timeoutMs = 1000): Promise<number> {
     const started = performance.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.pingOnce(timeoutMs - (performance.now() - started));
+        return performance.now() - started;
+      } catch (err) {
+        if (!(err instanceof StaleConnectionError)) throw err;
+        const outOfTime = performance.now() - started >= timeoutMs;
+        if (outOfTime || attempt >= this.config.database.poolMax) throw err.cause;
+      }
+    }
+  }
+
+  private async pingOnce(timeoutMs: number): Promise<void> {
     let gaveUp = false;
     const connecting = this.pool().connect();
     const client = await Promise.race([
       connecting,
       new Promise<never>((_, reject) =>
-        setTimeout(() => {
-          gaveUp = true;
-          reject(new Error('timeout exceeded when trying to connect'));
-        }, timeoutMs).unref(),
+        setTimeout(
+          () => {
+            gaveUp = true;
+            reject(new Error('timeout exceeded when trying to connect'));
+          },
+          Math.max(timeoutMs, 0),
+        ).unref(),
       ),
     ]).catch((err) => {
       // A connection that arrives after we gave up goes back to the pool instead of leaking.
@@ -200,11 +230,16 @@ export class DatabaseService implements OnApplicationShutdown {
       await client.query('SELECT 1');
     } catch (err) {
       failure = err;
-      throw err;
+      throw isConnectionError(err) ? new StaleConnectionError(err) : err;
     } finally {
       release(failure);
     }
-    return performance.now() - started;
+  }
+
+  /** Runs one probe, or joins the one already running. */
+  private recheck(): Promise<void> {
+    this.probing ??= this.probe().finally(() => (this.probing = undefined));
+    return this.probing;
   }
 
   private async probe(): Promise<void> {
@@ -255,7 +290,9 @@ export class DatabaseService implements OnApplicationShutdown {
 
   private translate(err: unknown, operation: string): unknown {
     if (isConnectionError(err)) {
-      this.reachable = false;
+      // One dead pooled connection (a terminated backend) is not an outage: a probe decides
+      // at once whether to fail fast, instead of refusing everything until the next tick.
+      void this.recheck();
       return databaseUnavailable();
     }
     // TypeORM copies the bound parameters onto its error; they can hold key hashes or
