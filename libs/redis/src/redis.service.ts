@@ -1,9 +1,11 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LOGGER } from '@app/observability';
+import { coalesceWrites } from './coalesced-writes';
 import { KeyValueStore } from './key-value-store';
 import { MemoryStore } from './memory-store';
 import { RedisStore } from './redis-store';
@@ -69,6 +71,8 @@ export class RedisService implements OnApplicationShutdown {
       maxRetriesPerRequest: null,
     });
     this.redisStore = new RedisStore(this.client, this.config.redis.keyPrefix);
+    // Each reconnect makes a new socket.
+    this.client.on('connect', () => coalesceWrites(this.client!.stream as Socket));
     this.client.on('ready', () => this.setConnected(true));
     this.client.on('close', () => this.setConnected(false));
     this.client.on('end', () => this.setConnected(false));
