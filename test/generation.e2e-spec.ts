@@ -284,6 +284,9 @@ providers:
     });
   });
 
+  const loggedFor = (requestId: string, message: string) =>
+    gw.logs.some((l) => l.includes(`"request_id":"${requestId}"`) && l.includes(message));
+
   describe('upstream faults reach the client in the gateway vocabulary', () => {
     const ask = () =>
       client.chat.completions.create({
@@ -316,6 +319,9 @@ providers:
       expect(err.code).toBe(code);
       expect((err.error as { type: string }).type).toBe('upstream_error');
       expect(solo.count).toBe(1);
+      // The failure's log line names the request, as the error body does.
+      const requestId = (err.error as { request_id: string }).request_id;
+      expect(loggedFor(requestId, 'upstream attempt failed')).toBe(true);
     });
 
     it('maps a 429 to 503 with Retry-After, never to the client its own 429', async () => {
@@ -365,11 +371,13 @@ providers:
   describe('streams that go wrong', () => {
     it('tells the client when the upstream cuts a stream mid-way', async () => {
       solo.always({ mode: 'cut', afterChunks: 2 });
-      const stream = await client.chat.completions.create({
-        model: 'solo-gpt',
-        messages: [{ role: 'user', content: 'x' }],
-        stream: true,
-      });
+      const { data: stream, response } = await client.chat.completions
+        .create({
+          model: 'solo-gpt',
+          messages: [{ role: 'user', content: 'x' }],
+          stream: true,
+        })
+        .withResponse();
       const received: string[] = [];
       const err = await apiError(
         (async () => {
@@ -382,6 +390,11 @@ providers:
       expect(received.length).toBe(2);
       expect(err.code).toBe('stream_interrupted');
       expect(solo.count).toBe(1);
+      const requestId = response.headers.get('x-request-id')!;
+      // The stream's outcome is logged once the relay has ended, just after the client's error.
+      for (let i = 0; i < 50 && !loggedFor(requestId, 'upstream stream cut'); i++)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(loggedFor(requestId, 'upstream stream cut')).toBe(true);
     });
 
     it('retries a stream that fails before its first byte on the next provider', async () => {

@@ -203,13 +203,20 @@ export class CreditsService
     } catch (err) {
       if (err instanceof ReservationNotFound) {
         // Nothing to retry: a caller bug (or a ledger row deleted by hand), not an outage.
-        this.logger.error({ reservation_id: reservation.id }, 'credit close: no such reservation');
+        this.logger.error(
+          { reservation_id: reservation.id, request_id: reservation.requestId },
+          'credit close: no such reservation',
+        );
         return null;
       }
       const reason = actual === null ? 'refund_error' : 'settle_error';
       creditFailures.inc({ reason });
       this.logger.error(
-        { err: (err as Error).message, reservation_id: reservation.id },
+        {
+          err: (err as Error).message,
+          reservation_id: reservation.id,
+          request_id: reservation.requestId,
+        },
         `credit ${actual === null ? 'refund' : 'settle'} failed; will retry`,
       );
       if (this.pendingCloses.size < MAX_PENDING_CLOSES)

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { CreditsService } from '@app/credits';
-import { ApiError, LOGGER, runWithRequestContext } from '@app/observability';
+import { ApiError, LOGGER } from '@app/observability';
 import { GenerationJobsRepository } from './generation-jobs.repository';
 import { JobEvents } from './job-events.service';
 import { GenerationResult, JobExecutor, JobPrincipal } from './job-executor';
@@ -70,66 +70,65 @@ export class JobRunner {
     const job = await this.repository.claim(delivery.jobId);
     // Cancelled, reaped or already finished by an earlier attempt: nothing left to do.
     if (!job) return;
-    await runWithRequestContext({ requestId: job.requestId ?? job.id }, async () => {
-      if (delivery.retryCount > 0) {
-        jobsTotal.inc({ type: job.type, outcome: 'retried' });
-        this.logger.warn(
-          { job_id: job.id, attempt: job.attempts },
-          'generation job picked up again after its worker was lost',
-        );
-      }
-      await this.events.publish(toJobEvent(job));
-      const controller = new AbortController();
-      this.running.set(job.id, controller);
-      // pg-boss gives up on an attempt after the visibility timeout and queues it again; stop
-      // this one a second earlier so that one attempt never runs beside the next.
-      const limitSeconds = this.config.jobs.visibilityTimeoutSeconds;
-      let timedOut = false;
-      const timer = setTimeout(
-        () => {
-          timedOut = true;
-          controller.abort();
-        },
-        Math.max(1, limitSeconds - 1) * 1000,
+    const requestId = job.requestId ?? job.id;
+    if (delivery.retryCount > 0) {
+      jobsTotal.inc({ type: job.type, outcome: 'retried' });
+      this.logger.warn(
+        { job_id: job.id, request_id: requestId, attempt: job.attempts },
+        'generation job picked up again after its worker was lost',
       );
-      timer.unref();
-      let generated: GenerationResult;
-      try {
-        generated = await this.executor.execute(
-          job.id,
-          job.type,
-          job.input,
-          delivery.principal ?? fallbackPrincipal(job.userId, job.apiKeyId),
-          controller.signal,
-        );
-      } catch (err) {
-        // Shutting down: leave the job as it is; pg-boss hands it to another worker.
-        if (this.stopping) throw err;
-        const message = timedOut
-          ? `generation took longer than JOB_VISIBILITY_TIMEOUT_SECONDS (${limitSeconds} s)`
-          : failureMessage(err);
-        await this.lifecycle.finish(job.id, { status: 'failed', errorMessage: message }, [
-          'generating',
-        ]);
-        return;
-      } finally {
-        clearTimeout(timer);
-        this.running.delete(job.id);
-      }
-      const cost = generated.cached
-        ? this.config.cache.hitPrice
-        : this.credits.priceOf(generated.model, generated.usage);
-      const finished = await this.lifecycle.finish(
+    }
+    await this.events.publish(toJobEvent(job));
+    const controller = new AbortController();
+    this.running.set(job.id, controller);
+    // pg-boss gives up on an attempt after the visibility timeout and queues it again; stop
+    // this one a second earlier so that one attempt never runs beside the next.
+    const limitSeconds = this.config.jobs.visibilityTimeoutSeconds;
+    let timedOut = false;
+    const timer = setTimeout(
+      () => {
+        timedOut = true;
+        controller.abort();
+      },
+      Math.max(1, limitSeconds - 1) * 1000,
+    );
+    timer.unref();
+    let generated: GenerationResult;
+    try {
+      generated = await this.executor.execute(
         job.id,
-        { status: 'succeeded', result: generated.result, creditsCharged: cost },
-        ['generating'],
+        job.type,
+        job.input,
+        delivery.principal ?? fallbackPrincipal(job.userId, job.apiKeyId),
+        controller.signal,
       );
-      if (!finished)
-        this.logger.info(
-          { job_id: job.id },
-          'generation job was finished elsewhere (cancelled or cleared); result discarded',
-        );
-    });
+    } catch (err) {
+      // Shutting down: leave the job as it is; pg-boss hands it to another worker.
+      if (this.stopping) throw err;
+      const message = timedOut
+        ? `generation took longer than JOB_VISIBILITY_TIMEOUT_SECONDS (${limitSeconds} s)`
+        : failureMessage(err);
+      await this.lifecycle.finish(job.id, { status: 'failed', errorMessage: message }, [
+        'generating',
+      ]);
+      return;
+    } finally {
+      clearTimeout(timer);
+      this.running.delete(job.id);
+    }
+    const cost = generated.cached
+      ? this.config.cache.hitPrice
+      : this.credits.priceOf(generated.model, generated.usage);
+    const finished = await this.lifecycle.finish(
+      job.id,
+      { status: 'succeeded', result: generated.result, creditsCharged: cost },
+      ['generating'],
+    );
+    if (!finished)
+      this.logger.info(
+        { job_id: job.id, request_id: requestId },
+        'generation job was finished elsewhere (cancelled or cleared); result discarded',
+      );
   }
 
   /** pg-boss gave up on the job (every attempt lost its worker): fail it and refund. */

@@ -118,7 +118,10 @@ export class ApiExceptionFilter implements ExceptionFilter {
     }
     const { status, body, headers } = toEnvelope(exception);
     if (status >= 500 && !(exception instanceof ApiError)) {
-      this.logger.error({ err: exception, route: request.routeOptions?.url }, 'unhandled error');
+      this.logger.error(
+        { err: exception, route: request.routeOptions?.url, request_id: String(request.id) },
+        'unhandled error',
+      );
     }
     body.error.request_id = String(request.id);
     if (reply.sent || reply.raw.headersSent) {

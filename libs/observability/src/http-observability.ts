@@ -4,7 +4,6 @@ import type { Logger } from 'pino';
 import { createAccessLogWriter } from './access-log';
 import { httpRequestDuration, httpRequestsTotal } from './http-metrics';
 import { isKeyShapedId } from './logger';
-import { runWithRequestContext } from './request-context';
 import { RequestAnnotations, requestAnnotations } from './request-annotations';
 
 export interface CompletedRequest extends RequestAnnotations {
@@ -50,7 +49,7 @@ export function installHttpObservability(
 
   fastify.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
-    runWithRequestContext({ requestId: String(request.id) }, done);
+    done();
   });
 
   fastify.addHook('onResponse', (request, reply, done) => {

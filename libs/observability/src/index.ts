@@ -10,4 +10,3 @@ export type { RequestAnnotations } from './request-annotations';
 export { counter, gauge, histogram } from './metrics';
 export { ObservabilityModule } from './observability.module';
 export { LOGGER } from './observability.tokens';
-export { currentRequestId, runWithRequestContext } from './request-context';

@@ -1,5 +1,4 @@
 import pino, { DestinationStream, Logger } from 'pino';
-import { currentRequestId } from './request-context';
 
 /**
  * Every path where a secret can hide in a structured log line. Values at these paths are
@@ -78,10 +77,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       messageKey: 'msg',
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
       formatters: { level: (label) => ({ level: label }) },
-      mixin() {
-        const requestId = currentRequestId();
-        return requestId ? { request_id: requestId } : {};
-      },
       hooks: {
         logMethod(args, method) {
           // Free-text messages may quote an upstream error that echoes a key back.

@@ -215,7 +215,13 @@ export class ChatCompletionsService {
       acc.usage ?? this.estimateUsage(ctx, null, acc.deliveredChars);
     if (!complete)
       this.logger.warn(
-        { provider: attempt.provider.name, model: ctx.model, reason: end.outcome, usage },
+        {
+          request_id: ctx.requestId,
+          provider: attempt.provider.name,
+          model: ctx.model,
+          reason: end.outcome,
+          usage,
+        },
         end.outcome === 'aborted' ? 'client left during a stream' : 'upstream stream cut',
       );
     await this.finish(ctx, {

@@ -43,7 +43,10 @@ export class AttemptRecorder {
     try {
       await credential?.report(report);
     } catch (err) {
-      this.logger.warn({ err, provider: report.provider }, 'credential report failed');
+      this.logger.warn(
+        { err, provider: report.provider, request_id: report.requestId },
+        'credential report failed',
+      );
     }
     for (const listener of this.listeners) listener(report);
     await permit.release(breakerOutcome(report.outcome), report.latencyMs);
@@ -52,6 +55,7 @@ export class AttemptRecorder {
         report.outcome === 'aborted' || report.outcome === 'client_error' ? 'info' : 'warn';
       this.logger[level](
         {
+          request_id: report.requestId,
           provider: report.provider,
           model: report.model,
           outcome: report.outcome,
