@@ -1203,13 +1203,13 @@ async function hasFunction(url: string, name: string): Promise<boolean> {
   );
 }
 
-/** The latest migration's batch function: one balance update per account (its `v_changed`). */
+/** The latest migration's batch function: balances applied per account in memory (its `v_pending`). */
 async function batchPerAccount(url: string): Promise<boolean> {
   return withClient(url, async (c) => {
     const { rows } = await c.query(
       `SELECT prosrc FROM pg_proc WHERE proname = 'credits_apply_batch'`,
     );
-    return rows.length === 1 && String(rows[0].prosrc).includes('v_changed');
+    return rows.length === 1 && String(rows[0].prosrc).includes('v_pending');
   });
 }
 
