@@ -274,6 +274,33 @@ describe('CreditsService against Postgres', () => {
     expect(audit.balance_mismatches).toEqual([]);
   });
 
+  it("applies one account's operations of a batch in order, each against the balance before it", async () => {
+    const [a, b] = [await ctx.newUser(100), await ctx.newUser(10)];
+    const held = await ctx.credits.reserve({ userId: a, amount: 20 }); // balance 80
+    const { rows } = await ctx.pg.query<{ o_status: string; o_balance_after: string | null }>(
+      `SELECT o_status, o_balance_after FROM credits_apply_batch(
+         $1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[]) ORDER BY o_ord`,
+      [
+        ['debit', 'debit', 'settle', 'debit', 'debit'],
+        [a, a, a, a, b],
+        [null, null, held.id, null, null],
+        [30, 60, 5, 65, 5],
+        [null, null, null, null, null],
+        ['d1', 'd2', 's', 'd3', 'd4'],
+      ],
+    );
+    // 80 - 30 = 50; 60 is more than 50; the hold of 20 settles to 5: +15 = 65; 65 - 65 = 0.
+    expect(rows.map((r) => [r.o_status, r.o_balance_after])).toEqual([
+      ['ok', '50'],
+      ['insufficient', null],
+      ['ok', '65'],
+      ['ok', '0'],
+      ['ok', '5'],
+    ]);
+    expect(await ctx.books(a)).toEqual({ balance: 0, sum: 0, rows: 5 });
+    expect(await ctx.books(b)).toEqual({ balance: 5, sum: 5, rows: 2 });
+  });
+
   it('isolates a bad operation: the rest of its batch still commits on its own', async () => {
     const user = await ctx.newUser(100);
     const results = await Promise.allSettled([
