@@ -1000,12 +1000,12 @@ function filesIn(dir: string, suffix: string): string[] {
       try {
         const results = await runSection('Database rollback', { DATABASE_URL: scratch });
         expect(outputOf(results, 'migrate:revert --dry')).toContain(
-          'Would revert: CreditsBatchPerAccount1732300012000',
+          'Would revert: CreditsLedgerBatch1732300010000',
         );
         expect(results.map((r) => r.stdout).join('')).toContain(
-          'Reverted CreditsBatchPerAccount1732300012000.',
+          'Reverted CreditsLedgerBatch1732300010000.',
         );
-        expect(outputOf(results, 'FROM migrations')).not.toContain('CreditsBatchPerAccount');
+        expect(outputOf(results, 'FROM migrations')).not.toContain('CreditsLedgerBatch');
         expect(
           filesIn(SANDBOX, '.dump').some((f) => f.startsWith('switchyard-before-revert-')),
         ).toBe(true);
@@ -1203,16 +1203,6 @@ async function hasFunction(url: string, name: string): Promise<boolean> {
   );
 }
 
-/** The latest migration's batch function: balances applied per account in memory (its `v_pending`). */
-async function batchPerAccount(url: string): Promise<boolean> {
-  return withClient(url, async (c) => {
-    const { rows } = await c.query(
-      `SELECT prosrc FROM pg_proc WHERE proname = 'credits_apply_batch'`,
-    );
-    return rows.length === 1 && String(rows[0].prosrc).includes('v_pending');
-  });
-}
-
 async function hasColumn(url: string, table: string, column: string): Promise<boolean> {
   return withClient(
     url,
@@ -1261,7 +1251,7 @@ describe('migrate:revert', () => {
   it('names the migration with --dry, reverts it, and migrate applies it again', async () => {
     const before = await appliedMigrations(url);
     const last = before[before.length - 1];
-    expect(last).toBe('CreditsBatchPerAccount1732300012000');
+    expect(last).toBe('CreditsLedgerBatch1732300010000');
 
     const dry = await cli(['migrate:revert', '--dry'], url);
     expect(dry).toEqual({ code: 0, out: `Would revert: ${last}\n` });
@@ -1271,14 +1261,13 @@ describe('migrate:revert', () => {
     expect(revert.code).toBe(0);
     expect(revert.out).toContain(`Reverted ${last}.`);
     expect(await appliedMigrations(url)).toEqual(before.slice(0, -1));
-    // Its down step ran: the batch function is the previous migration's again.
-    expect(await batchPerAccount(url)).toBe(false);
-    expect(await hasFunction(url, 'credits_apply_batch')).toBe(true);
+    // Its down step ran: the function it added is gone.
+    expect(await hasFunction(url, 'credits_apply_batch')).toBe(false);
 
     expect((await cli(['migrate', '--dry'], url)).out).toContain(last);
     expect((await cli(['migrate'], url)).code).toBe(0);
     expect(await appliedMigrations(url)).toEqual(before);
-    expect(await batchPerAccount(url)).toBe(true);
+    expect(await hasFunction(url, 'credits_apply_batch')).toBe(true);
   });
 
   it('reverts one migration per call and refuses the initial schema', async () => {
@@ -1314,10 +1303,10 @@ describe('migrate:revert', () => {
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
       const reverting = cli(['migrate:revert'], url);
       await someoneWaitsForMigrationLock(url);
-      expect(await batchPerAccount(url)).toBe(true);
+      expect(await hasFunction(url, 'credits_apply_batch')).toBe(true);
       await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
       expect((await reverting).code).toBe(0);
-      expect(await batchPerAccount(url)).toBe(false);
+      expect(await hasFunction(url, 'credits_apply_batch')).toBe(false);
 
       // … and so does libs/database's migration runner, on the very same lock id.
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
@@ -1326,11 +1315,9 @@ describe('migrate:revert', () => {
       try {
         const migrating = runMigrationsLocked(dataSource);
         await someoneWaitsForMigrationLock(url);
-        expect(await batchPerAccount(url)).toBe(false);
+        expect(await hasFunction(url, 'credits_apply_batch')).toBe(false);
         await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
-        expect((await migrating).map((m) => m.name)).toEqual([
-          'CreditsBatchPerAccount1732300012000',
-        ]);
+        expect((await migrating).map((m) => m.name)).toEqual(['CreditsLedgerBatch1732300010000']);
       } finally {
         await dataSource.destroy();
       }
