@@ -1,3 +1,4 @@
+import pino from 'pino';
 import { Writable } from 'node:stream';
 import Fastify, { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -245,6 +246,21 @@ describe('access log line ("request completed")', () => {
     const [line] = out.lines();
     expect(line).toMatchObject({ msg: '[gw] request completed', model: '[REDACTED]' });
     expect(line).not.toHaveProperty('apiKey');
+  });
+
+  it('falls back to the regular logger when the logger has a mixin, keeping its fields', async () => {
+    const out = sink();
+    const logger = pino({ mixin: () => ({ region: 'eu-1' }) }, out.stream);
+    createAccessLogWriter(logger)({
+      requestId: 'r-2',
+      method: 'GET',
+      route: '/x',
+      status: 200,
+      latencyMs: 1,
+      annotations: {} as RequestAnnotations,
+    });
+    await tick();
+    expect(out.lines()[0]).toMatchObject({ msg: 'request completed', region: 'eu-1' });
   });
 });
 

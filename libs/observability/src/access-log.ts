@@ -77,7 +77,7 @@ interface PinoInternals {
  * What the line needs from the logger: its destination, level label, timestamp function and
  * bindings (`base`, child bindings; pino redacted those when they were bound). Undefined when
  * the logger does something a hand-built line would skip (a stream that wants per-line
- * metadata, a streamWrite hook, a nested key, a message prefix, a log formatter).
+ * metadata, a streamWrite hook, a mixin, a nested key, a message prefix, a log formatter).
  */
 function pinoInternals(logger: Logger): PinoInternals | undefined {
   const s = pino.symbols;
@@ -91,6 +91,7 @@ function pinoInternals(logger: Logger): PinoInternals | undefined {
     stream[s.needsMetadataGsym] === true ||
     hooks?.streamWrite ||
     formatters?.log ||
+    l[s.mixinSym] || // its fields would be missing from a hand-built line
     l[s.nestedKeySym] ||
     l[(s as unknown as Record<string, symbol>).msgPrefixSym] || // not in pino's typings
     typeof l[s.timeSym] !== 'function' ||
