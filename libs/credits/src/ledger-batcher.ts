@@ -5,6 +5,13 @@ import { LedgerEntry, LedgerEventType } from './credits.types';
 
 /** Upper bound on one statement's work; a longer queue is flushed in several statements. */
 const MAX_BATCH = 256;
+/**
+ * Batch statements one process keeps in flight. With one, the database sat idle while the
+ * gateway read a batch's reply and sent the next; with two, the next batch is already waiting on
+ * the account's row lock and runs the moment the first commits (c=64: +7 % and +10 % req/s in two
+ * same-run comparisons). Four was slower than two: more, smaller commits.
+ */
+const MAX_IN_FLIGHT = 2;
 
 export const creditBatchSize = histogram(
   'gateway_credit_batch_size',
@@ -64,10 +71,12 @@ interface BatchRow {
 /**
  * Group commit for reserves and closes. Every billed request writes the ledger twice, and each
  * write on its own is a commit that waits for the WAL flush while holding the user's balance
- * row, so one user's requests queued behind each other at one commit each. Here at most one
- * batch statement is in flight per process: an operation that arrives while the database is
- * busy waits for the next statement together with everything else that arrived meanwhile.
- * With nothing in flight an operation goes at once, so a lone request waits for nothing extra.
+ * row, so one user's requests queued behind each other at one commit each. Here at most
+ * MAX_IN_FLIGHT batch statements are in flight per process: an operation that arrives while they
+ * are all busy waits for the next statement together with everything else that arrived
+ * meanwhile. With a statement free an operation goes at once, so a lone request waits for
+ * nothing extra. Two statements of one process touching one account are like two replicas':
+ * the second waits for the first's row lock, and the sorted order keeps them from deadlocking.
  *
  * A failing statement (database away, a race on a close key) rolls its whole batch back and
  * each of its operations rejects with that error; CreditsService then does each one alone on
@@ -76,26 +85,26 @@ interface BatchRow {
 @Injectable()
 export class LedgerBatcher {
   private queue: Pending[] = [];
-  private flushing = false;
+  private flushers = 0;
 
   constructor(private readonly db: DatabaseService) {}
 
   apply(op: BatchOp): Promise<BatchResult> {
     return new Promise<BatchResult>((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
-      if (!this.flushing) void this.flush();
+      if (this.flushers < MAX_IN_FLIGHT) void this.flush();
     });
   }
 
   private async flush(): Promise<void> {
-    this.flushing = true;
+    this.flushers++;
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, MAX_BATCH);
         await this.write(batch);
       }
     } finally {
-      this.flushing = false;
+      this.flushers--;
     }
   }
 
