@@ -397,6 +397,91 @@ pricing:
     });
   });
 
+  describe('a hold that commits alongside the upstream call', () => {
+    const overlapped = () => metric(a, 'gateway_credit_holds_overlapped_total');
+    /** A consumer whose balance replica a has just seen far above a flat-gpt hold (10). */
+    const knownRich = async (credits = 100_000) => {
+      const c = await newConsumer(a, { credits });
+      expect((await post(a, '/v1/chat/completions', c.key, chat('flat-gpt'))).status).toBe(200);
+      return c;
+    };
+
+    it('starts the upstream call before the hold commits once the balance is known, and bills the same', async () => {
+      const before = await overlapped();
+      const c = await knownRich();
+      // The first request of an account this replica has not seen waits for its hold.
+      expect(await overlapped()).toBe(before);
+      const res = await post(a, '/v1/chat/completions', c.key, chat('flat-gpt'));
+      expect(res.status).toBe(200);
+      expect(await overlapped()).toBe(before + 1);
+      expect(res.headers.get('x-credits-remaining')).toBe(String(100_000 - 20));
+      // A stream's headers (with the balance after its hold) wait for the hold too.
+      const stream = await post(
+        a,
+        '/v1/chat/completions',
+        c.key,
+        chat('flat-gpt', { stream: true }),
+      );
+      expect(stream.status).toBe(200);
+      expect(stream.text).toContain('data: [DONE]');
+      expect(stream.headers.get('x-credits-remaining')).toBe(String(100_000 - 30));
+      expect(await overlapped()).toBe(before + 2);
+      expect((await ledger(c.userId)).map((r) => r.event_type)).toEqual([
+        'grant',
+        ...Array(3).fill(['debit', 'settle']).flat(),
+      ]);
+      expect(await balance(c.userId)).toBe(100_000 - 30);
+    });
+
+    it('answers 402, charges nothing and aborts the upstream call when that hold is refused', async () => {
+      const c = await knownRich();
+      // Spent elsewhere: replica b takes almost everything, so replica a's view is stale.
+      const adjust = await fetch(`${b.url}/admin/credits/adjust`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ user_id: c.userId, amount: -(100_000 - 10 - 5), description: 'x' }),
+      });
+      expect(adjust.status).toBe(201);
+      up.reset();
+      up.always({ mode: 'ok', delayMs: 400 });
+      const before = await overlapped();
+      const res = await post(a, '/v1/chat/completions', c.key, chat('flat-gpt'));
+      expect(res.status).toBe(402);
+      expect(res.body.error.code).toBe('insufficient_credits');
+      expect(await overlapped()).toBe(before + 1);
+      expect(up.count).toBe(1);
+      await waitFor(async () => up.aborted === 1);
+      expect(await balance(c.userId)).toBe(5);
+      expect((await ledger(c.userId)).map((r) => r.event_type)).toEqual([
+        'grant',
+        'debit',
+        'settle',
+        'admin_adjustment',
+      ]);
+      // The refusal is remembered: the next request waits for its hold (402 before any call).
+      up.reset();
+      expect((await post(a, '/v1/chat/completions', c.key, chat('flat-gpt'))).status).toBe(402);
+      expect(up.count).toBe(0);
+    });
+
+    it('refunds the hold when the upstream fails before the hold has committed', async () => {
+      const c = await knownRich();
+      up.always({ mode: 'status', status: 500 });
+      const before = await overlapped();
+      const res = await post(a, '/v1/chat/completions', c.key, chat('flat-gpt'));
+      expect(res.status).toBe(502);
+      expect(await overlapped()).toBe(before + 1);
+      expect(await balance(c.userId)).toBe(100_000 - 10);
+      expect((await ledger(c.userId)).map((r) => r.event_type)).toEqual([
+        'grant',
+        'debit',
+        'settle',
+        'debit',
+        'refund',
+      ]);
+    });
+  });
+
   it('leaves a clean ledger behind: the audit finds nothing', async () => {
     const audit = await fetch(`${a.url}/admin/credits/audit`, {
       headers: { authorization: `Bearer ${admin}` },

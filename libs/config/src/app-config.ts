@@ -91,6 +91,10 @@ function buildConfig(env: NodeJS.ProcessEnv) {
         'session-encryption.key',
       ),
     },
+    credits: {
+      /** See CreditsService.holdMayOverlap. */
+      holdOverlap: e.CREDIT_HOLD_OVERLAP,
+    },
     cache: {
       defaultTtlSeconds: e.CACHE_DEFAULT_TTL,
       /** Credits charged for a response served from the cache. */

@@ -184,6 +184,8 @@ export const envSchema = z.object({
   METRICS_PASSWORD: z.string().optional(),
   PROVIDERS_FILE: z.string().default('config/providers.yaml'),
   BOOTSTRAP_CREDITS: int(1_000_000, 0),
+  /** Let a credit hold that will almost surely pass commit while the upstream call starts. */
+  CREDIT_HOLD_OVERLAP: bool(true),
   LOGIN_MAX_FAILURES_PER_USER: int(5, 1),
   LOGIN_MAX_FAILURES_PER_IP: int(20, 1),
   LOGIN_LOCKOUT_WINDOW: duration('15m'),

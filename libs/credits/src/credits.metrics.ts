@@ -14,3 +14,8 @@ export const creditFailures = counter(
   'Credit operations that failed, by reason',
   ['reason'],
 );
+
+export const creditHoldsOverlapped = counter(
+  'gateway_credit_holds_overlapped_total',
+  'Credit holds left to commit while the upstream call started (the answer waited for them)',
+);

@@ -2,6 +2,7 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { GenerationPipeline } from '@app/generation';
 import type { GenerationContext, GenerationOutcome, GenerationPlugin } from '@app/generation';
+import { creditHoldsOverlapped } from './credits.metrics';
 import { CreditsService } from './credits.service';
 import { Reservation } from './credits.types';
 import { PricingService } from './pricing.service';
@@ -13,9 +14,11 @@ const PREPAID_JOB_STATE = 'switchyard:prepaid-job';
 /**
  * Billing in the generation pipeline (order 40: after conversations, which shape the prompt,
  * and the cache, whose hits skip the model's reservation). Before the upstream call it holds
- * the request's maximum price — 402 insufficient_credits before anything is spent — and when
+ * the request's maximum price — 402 insufficient_credits before anything is delivered — and when
  * the request ends it settles to the usage delivered (a stream cut short pays for what it
- * delivered) or refunds in full when nothing was.
+ * delivered) or refunds in full when nothing was. When the balance is known to be far above the
+ * hold and the caller allows it, the hold commits while the upstream call starts
+ * (ctx.alongsideUpstream): the answer still waits for it, a refused hold aborts the call.
  */
 @Injectable()
 export class CreditsPlugin implements GenerationPlugin, OnModuleInit {
@@ -40,14 +43,24 @@ export class CreditsPlugin implements GenerationPlugin, OnModuleInit {
     const kind = ctx.kind === 'chat' ? 'chat' : 'image';
     const amount = this.pricing.maxPriceOf(ctx.model, kind, ctx.body);
     if (amount <= 0) return;
-    const reservation = await this.credits.reserve({
-      userId: ctx.principal.userId,
-      amount,
-      requestId: ctx.requestId,
-      description: `Reservation for ${ctx.model}`,
-    });
-    ctx.state.set(RESERVATION, reservation);
-    ctx.responseHeaders['x-credits-remaining'] = String(reservation.balance);
+    const hold = this.credits
+      .reserve({
+        userId: ctx.principal.userId,
+        amount,
+        requestId: ctx.requestId,
+        description: `Reservation for ${ctx.model}`,
+      })
+      .then((reservation) => {
+        ctx.state.set(RESERVATION, reservation);
+        ctx.responseHeaders['x-credits-remaining'] = String(reservation.balance);
+      });
+    if (ctx.alongsideUpstream && this.credits.holdMayOverlap(ctx.principal.userId, amount)) {
+      hold.catch(() => undefined); // the caller awaits it; this only marks it handled
+      ctx.alongsideUpstream.push(hold);
+      creditHoldsOverlapped.inc();
+      return;
+    }
+    await hold;
   }
 
   async finish(ctx: GenerationContext, outcome: GenerationOutcome): Promise<void> {

@@ -32,6 +32,15 @@ import { BillableKind, PricingService } from './pricing.service';
 export const OPEN_RESERVATION_MINUTES = 60;
 const CLOSE_RETRY_MS = 5_000;
 const MAX_PENDING_CLOSES = 10_000;
+/**
+ * A hold may commit while the upstream call starts only when this process saw the account,
+ * at most RECENT_BALANCE_MS ago, with a balance of at least OVERLAP_MARGIN times the hold: then
+ * only spending elsewhere (another replica, an admin) can make it fail, and that costs an
+ * aborted upstream call, never an unpaid answer.
+ */
+const OVERLAP_MARGIN = 100;
+const RECENT_BALANCE_MS = 10_000;
+const MAX_RECENT_BALANCES = 10_000;
 
 export interface ReserveInput {
   userId: string;
@@ -61,8 +70,8 @@ function assertAmount(amount: number, param = 'amount'): void {
 
 /**
  * The credit rules the rest of the gateway calls. A billable request reserves its maximum
- * price before any upstream call (402 when the balance cannot cover it), then either settles to
- * what it really used or is refunded. All atomicity lives in Postgres (see CreditsRepository),
+ * price before any of its answer reaches the client (402 when the balance cannot cover it), then
+ * either settles to what it really used or is refunded. All atomicity lives in Postgres (see CreditsRepository),
  * so the rules hold across replicas.
  */
 @Injectable()
@@ -72,6 +81,8 @@ export class CreditsService
   /** Closes that failed (database away) and are retried; closes are idempotent, so retrying is safe. */
   private readonly pendingCloses = new Map<string, PendingClose>();
   private retryTimer?: NodeJS.Timeout;
+  /** Balances this process's own ledger writes returned, by user (for holdMayOverlap). */
+  private readonly recentBalances = new Map<string, { balance: number; at: number }>();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -116,9 +127,11 @@ export class CreditsService
     }
     if (!write) {
       creditFailures.inc({ reason: 'insufficient_credits' });
+      this.recentBalances.delete(input.userId);
       const account = await this.repository.account(input.userId);
       throw insufficientCredits(input.amount, account?.balance ?? 0);
     }
+    this.noteBalance(input.userId, write.entry.balanceAfter);
     return {
       id: write.entry.id,
       userId: input.userId,
@@ -126,6 +139,27 @@ export class CreditsService
       requestId: write.entry.requestId,
       balance: write.entry.balanceAfter,
     };
+  }
+
+  /**
+   * Whether a hold of `amount` may still be committing when the upstream call starts (the
+   * caller then waits for it before answering): this process recently saw the balance far above
+   * it, and CREDIT_HOLD_OVERLAP is on.
+   */
+  holdMayOverlap(userId: string, amount: number): boolean {
+    if (!this.config.credits.holdOverlap) return false;
+    const seen = this.recentBalances.get(userId);
+    return (
+      seen !== undefined &&
+      Date.now() - seen.at < RECENT_BALANCE_MS &&
+      seen.balance >= OVERLAP_MARGIN * amount
+    );
+  }
+
+  private noteBalance(userId: string, balance: number): void {
+    if (this.recentBalances.size >= MAX_RECENT_BALANCES && !this.recentBalances.has(userId))
+      this.recentBalances.clear();
+    this.recentBalances.set(userId, { balance, at: Date.now() });
   }
 
   /** A keyed hold goes alone (its replay logic is per row); the rest share a group commit. */
@@ -239,6 +273,7 @@ export class CreditsService
         description,
       ));
     if (!closed) throw new ReservationNotFound(reservation.id!);
+    this.noteBalance(reservation.userId, closed.entry.balanceAfter);
     const returned = closed.entry.amount;
     const charged = closed.reserved - returned;
     if (!closed.replayed && charged > 0) creditsSpent.inc(charged);

@@ -5,7 +5,7 @@ import { GenerationContext, GenerationOutcome, StoredAnswer } from '../pipeline/
 import { GenerationPipeline } from '../pipeline/generation-pipeline.service';
 import { ProviderConfig } from '../providers/provider.types';
 import { ProviderRegistry } from '../providers/provider-registry.service';
-import { OpenAttempt, Routed, UpstreamRouter } from '../routing/upstream-router.service';
+import { AttemptFn, OpenAttempt, Routed, UpstreamRouter } from '../routing/upstream-router.service';
 import { toFailure } from '../upstream/openai.upstream';
 import { estimateTokens, messagesText } from '../upstream/tokens';
 import {
@@ -58,7 +58,9 @@ export class ChatCompletionsService {
       // 4. A stored answer (response cache, idempotent replay) skips the upstream.
       const stored = await this.pipeline.lookup(ctx);
       if (stored) return await this.answerFromStore(ctx, stored);
-      // 5. Last gate before spending upstream capacity (credit reservation).
+      // 5. Last gate before spending upstream capacity (credit reservation). A hold that will
+      //    almost surely pass may still be committing when the upstream call starts.
+      ctx.alongsideUpstream = [];
       await this.pipeline.beforeUpstream(ctx);
       // 6. Upstream, with fallback across providers.
       if (ctx.stream) return await this.openStream(ctx, routes);
@@ -72,8 +74,13 @@ export class ChatCompletionsService {
   private async complete(ctx: GenerationContext, routes: ProviderConfig[]): Promise<ChatResult> {
     const body: Record<string, unknown> = { ...ctx.body, stream: false };
     delete body.stream_options;
-    const routed = await this.router.route(this.routeRequest(ctx), routes, (client, call) =>
-      client.chat(body, call),
+    const routed = await this.alongsidePending(
+      ctx,
+      (signal) =>
+        this.router.route({ ...this.routeRequest(ctx), signal }, routes, (client, call) =>
+          client.chat(body, call),
+        ),
+      async () => undefined, // a finished call: its answer is simply not sent
     );
     const completion = routed.value;
     ctx.responseHeaders['x-provider'] = routed.provider.name;
@@ -96,32 +103,38 @@ export class ChatCompletionsService {
       stream: true,
       stream_options: { ...(ctx.body.stream_options as object), include_usage: true },
     };
-    const routed = await this.router.route(
-      this.routeRequest(ctx),
-      routes,
-      async (client, call) => {
-        const events = await client.chatStream(body, call);
-        const iterator = events[Symbol.asyncIterator]();
-        try {
-          // The first event is part of the attempt: a stream that dies before it is retried.
-          const first = await iterator.next();
-          if (first.done)
-            throw new UpstreamFailure('stream_cut', 'upstream stream ended before any event');
-          if (first.value.data !== '[DONE]') {
-            const error = parseChunk(first.value.data).error;
-            if (error)
-              throw new UpstreamFailure(
-                'server_error',
-                `upstream stream error: ${error.message ?? 'unknown'}`,
-              );
-          }
-          return { events, iterator, first: first.value } satisfies OpenStream;
-        } catch (err) {
-          events.close();
-          throw err;
+    // The first event is part of the attempt: a stream that dies before it is retried.
+    const openToFirstEvent: AttemptFn<OpenStream> = async (client, call) => {
+      const events = await client.chatStream(body, call);
+      const iterator = events[Symbol.asyncIterator]();
+      try {
+        const first = await iterator.next();
+        if (first.done)
+          throw new UpstreamFailure('stream_cut', 'upstream stream ended before any event');
+        if (first.value.data !== '[DONE]') {
+          const error = parseChunk(first.value.data).error;
+          if (error)
+            throw new UpstreamFailure(
+              'server_error',
+              `upstream stream error: ${error.message ?? 'unknown'}`,
+            );
         }
+        return { events, iterator, first: first.value };
+      } catch (err) {
+        events.close();
+        throw err;
+      }
+    };
+    const routed = await this.alongsidePending(
+      ctx,
+      (signal) =>
+        this.router.route({ ...this.routeRequest(ctx), signal }, routes, openToFirstEvent, {
+          keepOpen: true,
+        }),
+      async (opened) => {
+        opened.value.events.close();
+        await opened.attempt.end('aborted');
       },
-      { keepOpen: true },
     );
     ctx.responseHeaders['x-provider'] = routed.provider.name;
     return {
@@ -274,6 +287,35 @@ export class ChatCompletionsService {
       },
       cancel: () => this.finish(ctx, { ...outcome, status: 'partial', endReason: 'client_closed' }),
     };
+  }
+
+  /**
+   * Starts the upstream call while the work beforeUpstream left running (a credit hold) is still
+   * committing, and returns only once both are done: nothing of the answer reaches the client
+   * before the hold is in the ledger. When that work fails, its error is the request's and the
+   * upstream call is aborted (or its answer discarded): the client gets the 402 or 503 and is
+   * charged nothing.
+   */
+  private async alongsidePending<T>(
+    ctx: GenerationContext,
+    start: (signal: AbortSignal) => Promise<Routed<T>>,
+    discard: (routed: Routed<T>) => Promise<void>,
+  ): Promise<Routed<T>> {
+    const pending = ctx.alongsideUpstream ?? [];
+    if (pending.length === 0) return start(ctx.signal);
+    const abort = new AbortController();
+    if (ctx.signal.aborted) abort.abort(ctx.signal.reason);
+    else ctx.signal.addEventListener('abort', () => abort.abort(ctx.signal.reason), { once: true });
+    const upstream = start(abort.signal);
+    upstream.catch(() => undefined); // awaited below, but it may fail while the hold commits
+    try {
+      await Promise.all(pending);
+    } catch (err) {
+      abort.abort(err);
+      await upstream.then(discard, () => undefined);
+      throw err;
+    }
+    return upstream;
   }
 
   private routeRequest(ctx: GenerationContext) {

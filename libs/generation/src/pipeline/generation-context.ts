@@ -32,6 +32,15 @@ export interface GenerationContext {
   onOutcome?: (outcome: GenerationOutcome) => void;
   /** Adds fields to the request's log line later than the outcome (credits, known after settle). */
   annotate?: (fields: RequestAnnotations) => void;
+  /**
+   * Set (to an empty list) by a caller that can run the upstream call alongside beforeUpstream's
+   * work: a plugin may then push that work (a credit hold) here instead of waiting for it. The
+   * caller lets nothing of the answer reach the client until every entry has resolved, and
+   * aborts the upstream call when one rejects; GenerationPipeline.finish waits for them first.
+   * Entries must already be marked handled (`p.catch(() => undefined)`): they may reject before
+   * anyone awaits them.
+   */
+  alongsideUpstream?: Promise<void>[];
 }
 
 /**

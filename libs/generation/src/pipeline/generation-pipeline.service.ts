@@ -10,7 +10,8 @@ import { GenerationContext, GenerationOutcome, StoredAnswer } from './generation
  *   1. admit(ctx)           refuse early: throw ApiError (429, 402, …)
  *   2. prepare(ctx)         rewrite ctx.body (conversation history)
  *   3. lookup(ctx)          answer without an upstream call (cache, idempotent replay); first wins
- *   4. beforeUpstream(ctx)  last step before the upstream call (credit reservation); may throw
+ *   4. beforeUpstream(ctx)  last step before the upstream call (credit reservation); may throw,
+ *                           or leave its work in ctx.alongsideUpstream when the caller allows
  *   5. finish(ctx, outcome) once per request, whatever happened, even when a step above threw
  *                           (settle or refund credits, store in cache, append the conversation)
  */
@@ -62,8 +63,13 @@ export class GenerationPipeline {
     for (const p of this.plugins) await p.beforeUpstream?.(ctx);
   }
 
-  /** Every plugin hears the outcome; one failing does not stop the others or the response. */
+  /**
+   * Every plugin hears the outcome; one failing does not stop the others or the response. Work
+   * left running alongside the upstream call ends first, so a hold that commits after the
+   * upstream failed is still there to refund.
+   */
   async finish(ctx: GenerationContext, outcome: GenerationOutcome): Promise<void> {
+    if (ctx.alongsideUpstream?.length) await Promise.allSettled(ctx.alongsideUpstream);
     for (const p of this.plugins) {
       if (!p.finish) continue;
       try {
