@@ -399,8 +399,8 @@ pricing:
 
   describe('a hold that commits alongside the upstream call', () => {
     const overlapped = () => metric(a, 'gateway_credit_holds_overlapped_total');
-    /** A consumer whose balance replica a has just seen far above a flat-gpt hold (10). */
-    const knownRich = async (credits = 100_000) => {
+    /** A consumer whose balance replica a has just seen (one flat-gpt request, price 10). */
+    const seenOnA = async (credits = 100_000) => {
       const c = await newConsumer(a, { credits });
       expect((await post(a, '/v1/chat/completions', c.key, chat('flat-gpt'))).status).toBe(200);
       return c;
@@ -408,7 +408,7 @@ pricing:
 
     it('starts the upstream call before the hold commits once the balance is known, and bills the same', async () => {
       const before = await overlapped();
-      const c = await knownRich();
+      const c = await seenOnA();
       // The first request of an account this replica has not seen waits for its hold.
       expect(await overlapped()).toBe(before);
       const res = await post(a, '/v1/chat/completions', c.key, chat('flat-gpt'));
@@ -433,8 +433,16 @@ pricing:
       expect(await balance(c.userId)).toBe(100_000 - 30);
     });
 
+    it('waits for the hold when the known balance is under 100 times it', async () => {
+      const c = await seenOnA(999); // 989 left after the first request: under 100 × 10
+      const before = await overlapped();
+      expect((await post(a, '/v1/chat/completions', c.key, chat('flat-gpt'))).status).toBe(200);
+      expect(await overlapped()).toBe(before);
+      expect(await balance(c.userId)).toBe(999 - 20);
+    });
+
     it('answers 402, charges nothing and aborts the upstream call when that hold is refused', async () => {
-      const c = await knownRich();
+      const c = await seenOnA();
       // Spent elsewhere: replica b takes almost everything, so replica a's view is stale.
       const adjust = await fetch(`${b.url}/admin/credits/adjust`, {
         method: 'POST',
@@ -465,7 +473,7 @@ pricing:
     });
 
     it('refunds the hold when the upstream fails before the hold has committed', async () => {
-      const c = await knownRich();
+      const c = await seenOnA();
       up.always({ mode: 'status', status: 500 });
       const before = await overlapped();
       const res = await post(a, '/v1/chat/completions', c.key, chat('flat-gpt'));

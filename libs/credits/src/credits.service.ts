@@ -70,9 +70,9 @@ function assertAmount(amount: number, param = 'amount'): void {
 
 /**
  * The credit rules the rest of the gateway calls. A billable request reserves its maximum
- * price before any of its answer reaches the client (402 when the balance cannot cover it), then
- * either settles to what it really used or is refunded. All atomicity lives in Postgres (see CreditsRepository),
- * so the rules hold across replicas.
+ * price before any of its answer reaches the client (402 when the balance cannot cover it),
+ * then either settles to what it really used or is refunded. All atomicity lives in Postgres
+ * (see CreditsRepository), so the rules hold across replicas.
  */
 @Injectable()
 export class CreditsService
