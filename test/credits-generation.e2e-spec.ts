@@ -65,6 +65,8 @@ describe('credits in the generation pipeline', () => {
   let up: MockUpstream;
   let a: TestGateway;
   let b: TestGateway;
+  /** A third replica with CREDIT_SETTLE_AFTER_RESPONSE=true. */
+  let lateSettle: TestGateway;
   let pg: Client;
   let admin: string;
 
@@ -93,6 +95,10 @@ pricing:
     };
     a = await startGateway({ env });
     b = await startGateway({ env, databaseUrl: a.databaseUrl });
+    lateSettle = await startGateway({
+      env: { ...env, CREDIT_SETTLE_AFTER_RESPONSE: 'true' },
+      databaseUrl: a.databaseUrl,
+    });
     pg = new Client({ connectionString: a.databaseUrl });
     await pg.connect();
     admin = (await adminToken(a)).token;
@@ -100,6 +106,7 @@ pricing:
 
   afterAll(async () => {
     await pg?.end();
+    await lateSettle?.close();
     await b?.close();
     await a?.close();
     await up?.stop();
@@ -488,6 +495,62 @@ pricing:
         'refund',
       ]);
     });
+  });
+
+  it('with CREDIT_SETTLE_AFTER_RESPONSE, answers before the settle commits and bills the same', async () => {
+    const c = await newConsumer(a, { credits: 10_000 });
+    up.always({
+      mode: 'ok',
+      delayMs: 300,
+      usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 },
+    });
+    const answer = post(lateSettle, '/v1/chat/completions', c.key, chat('token-gpt'));
+    // Once the hold is in, lock the account's row: the settle cannot commit until it is let go.
+    await waitFor(async () => (await ledger(c.userId)).length === 2);
+    const locker = new Client({ connectionString: a.databaseUrl });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM user_credits WHERE user_id = $1 FOR UPDATE', [c.userId]);
+    let res: Reply | 'timeout';
+    try {
+      res = await Promise.race([
+        answer,
+        new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 3_000)),
+      ]);
+      expect(res).not.toBe('timeout');
+      expect((await ledger(c.userId)).map((r) => r.event_type)).toEqual(['grant', 'debit']);
+    } finally {
+      await locker.query('ROLLBACK');
+      await locker.end();
+    }
+    res = res as Reply;
+    expect(res.status).toBe(200);
+    // Computed from the hold, not read back from the settle.
+    expect(res.headers.get('x-credits-remaining')).toBe(String(10_000 - 18));
+    await waitFor(async () => (await ledger(c.userId)).length === 3);
+    expect((await ledger(c.userId)).map((r) => r.event_type)).toEqual(['grant', 'debit', 'settle']);
+    expect(await charged(c, 10_000)).toBe(18);
+    const requestId = res.headers.get('x-request-id');
+    await waitFor(
+      async () =>
+        (await pg.query(`SELECT credits FROM request_logs WHERE request_id = $1`, [requestId]))
+          .rows[0]?.credits === '18',
+    );
+    // Usage beyond the hold is charged as far as the balance goes: that settle is waited for.
+    up.reset();
+    up.always({
+      mode: 'ok',
+      usage: { prompt_tokens: 11, completion_tokens: 9_000, total_tokens: 9_011 },
+    });
+    const over = await post(
+      lateSettle,
+      '/v1/chat/completions',
+      c.key,
+      chat('token-gpt', { max_tokens: 10 }),
+    );
+    expect(over.status).toBe(200);
+    expect(await charged(c, 10_000)).toBe(18 + 9_011);
+    expect(over.headers.get('x-credits-remaining')).toBe(String(10_000 - 18 - 9_011));
   });
 
   it('leaves a clean ledger behind: the audit finds nothing', async () => {

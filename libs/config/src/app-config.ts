@@ -94,6 +94,8 @@ function buildConfig(env: NodeJS.ProcessEnv) {
     credits: {
       /** See CreditsService.holdMayOverlap. */
       holdOverlap: e.CREDIT_HOLD_OVERLAP,
+      /** See CreditsPlugin.finish. */
+      settleAfterResponse: e.CREDIT_SETTLE_AFTER_RESPONSE,
     },
     cache: {
       defaultTtlSeconds: e.CACHE_DEFAULT_TTL,

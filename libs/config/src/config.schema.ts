@@ -186,6 +186,8 @@ export const envSchema = z.object({
   BOOTSTRAP_CREDITS: int(1_000_000, 0),
   /** Let a credit hold that will almost surely pass commit while the upstream call starts. */
   CREDIT_HOLD_OVERLAP: bool(true),
+  /** Let a settle within its hold commit after the response instead of before it. */
+  CREDIT_SETTLE_AFTER_RESPONSE: bool(false),
   LOGIN_MAX_FAILURES_PER_USER: int(5, 1),
   LOGIN_MAX_FAILURES_PER_IP: int(20, 1),
   LOGIN_LOCKOUT_WINDOW: duration('15m'),

@@ -185,6 +185,16 @@ describe('CreditsService against Postgres', () => {
     ]);
   });
 
+  it('finishes settles handed to the background before shutdown goes on', async () => {
+    const user = await ctx.newUser(100);
+    const holds = await Promise.all(
+      [10, 20, 30].map((amount) => ctx.credits.reserve({ userId: user, amount })),
+    );
+    for (const hold of holds) ctx.credits.settleInBackground(hold, 5);
+    await ctx.credits.beforeApplicationShutdown();
+    expect(await ctx.books(user)).toEqual({ balance: 85, sum: 85, rows: 7 });
+  });
+
   it('charges usage beyond the hold only as far as the balance goes', async () => {
     const user = await ctx.newUser(50);
     const r = await ctx.credits.reserve({ userId: user, amount: 40 });

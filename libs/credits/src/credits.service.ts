@@ -81,6 +81,8 @@ export class CreditsService
   /** Closes that failed (database away) and are retried; closes are idempotent, so retrying is safe. */
   private readonly pendingCloses = new Map<string, PendingClose>();
   private retryTimer?: NodeJS.Timeout;
+  /** Settles answered before they committed; shutdown waits for them. */
+  private readonly settlingInBackground = new Set<Promise<unknown>>();
   /** Balances this process's own ledger writes returned, by user (for holdMayOverlap). */
   private readonly recentBalances = new Map<string, { balance: number; at: number }>();
 
@@ -99,6 +101,7 @@ export class CreditsService
   }
 
   async beforeApplicationShutdown(): Promise<void> {
+    await Promise.allSettled([...this.settlingInBackground]);
     await this.retryPendingCloses();
   }
 
@@ -218,6 +221,22 @@ export class CreditsService
   async settle(reservation: Reservation, actualAmount: number): Promise<ReservationClose | null> {
     const actual = Math.max(0, Math.ceil(Number.isFinite(actualAmount) ? actualAmount : 0));
     return this.close(reservation, actual, 'Settled to usage');
+  }
+
+  /** CREDIT_SETTLE_AFTER_RESPONSE: a settle within its hold may commit after the response. */
+  get settlesAfterResponse(): boolean {
+    return this.config.credits.settleAfterResponse;
+  }
+
+  /**
+   * Settles without the caller waiting (a response already on its way). Like `settle` it never
+   * throws; a failure is retried in the background, and shutdown waits for what is in flight.
+   */
+  settleInBackground(reservation: Reservation, actualAmount: number): void {
+    const settling: Promise<unknown> = this.settle(reservation, actualAmount).finally(() =>
+      this.settlingInBackground.delete(settling),
+    );
+    this.settlingInBackground.add(settling);
   }
 
   /** Gives a whole reservation back (upstream failure, timeout, cancelled job). Never throws. */
