@@ -108,7 +108,7 @@ async function startSwitchyard(
   name,
   mockUrl,
   cpu,
-  { asyncCommit = false, main = sy.GATEWAY_MAIN } = {},
+  { asyncCommit = false, main = sy.GATEWAY_MAIN, extraEnv = {} } = {},
 ) {
   sy.ensureBuilt(log);
   const redisPrefix = `sybench${randomBytes(3).toString('hex')}:`;
@@ -132,6 +132,7 @@ async function startSwitchyard(
     providersFile: sy.writeProvidersFile(runDir, mockUrl),
     logLevel: settings.logLevel,
   });
+  Object.assign(env, extraEnv);
   // The node flags of `npm start` (heap sizing), so the gateway runs as users start it.
   const startFlags = (
     require('../package.json').scripts.start.match(/\s(--[\w-]+=\S+)/g) ?? []
@@ -638,9 +639,12 @@ async function main() {
         'switchyard-candidate',
         state.servers.mock.url,
         serverCpu,
-        { main: settings.candidateMain },
+        { main: settings.candidateMain, extraEnv: settings.candidateEnv },
       );
-      log(`switchyard-candidate: ${settings.candidateMain}`);
+      const changed = Object.entries(settings.candidateEnv).map(([k, v]) => `${k}=${v}`);
+      log(
+        `switchyard-candidate: ${settings.candidateMain}${changed.length ? ` with ${changed.join(' ')}` : ''}`,
+      );
     }
     if (wanted.has('switchyard-async') && !settings.skip.has('switchyard-async')) {
       state.servers.switchyardAsync = await startSwitchyard(

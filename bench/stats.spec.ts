@@ -13,6 +13,7 @@ import {
   times,
 } from './lib/stats';
 import { addRun, buildRows, newAggregate, soakSummary } from './lib/report';
+import { readSettings } from './lib/settings';
 
 describe('percentile (nearest rank)', () => {
   const hundred = Array.from({ length: 100 }, (_, i) => i + 1); // 1..100
@@ -167,5 +168,20 @@ describe('rows of a scenario', () => {
     expect(s.lastMB).toBe(165);
     expect(s.maxMB).toBe(165);
     expect(s.drift).toBeCloseTo(0.1, 10);
+  });
+});
+
+describe('candidate settings', () => {
+  it('measures this build with changed settings when only BENCH_CANDIDATE_ENV is given', () => {
+    const s = readSettings({ BENCH_CANDIDATE_ENV: 'CREDIT_SETTLE_AFTER_RESPONSE=true  A=b=c' });
+    expect(s.candidateEnv).toEqual({ CREDIT_SETTLE_AFTER_RESPONSE: 'true', A: 'b=c' });
+    expect(s.candidateMain).toMatch(/dist\/apps\/gateway\/src\/main\.js$/);
+    const chat = s.scenarios.find((sc) => sc.id === 'chat-c64');
+    expect(chat?.targets).toContain('switchyard-candidate');
+  });
+
+  it('has no candidate without either setting, and refuses a malformed pair', () => {
+    expect(readSettings({}).candidateMain).toBeNull();
+    expect(() => readSettings({ BENCH_CANDIDATE_ENV: 'NOEQUALS' })).toThrow(/NAME=value/);
   });
 });

@@ -3,6 +3,8 @@
 const os = require('node:os');
 const path = require('node:path');
 
+const GATEWAY_MAIN = path.join(__dirname, '..', '..', 'dist/apps/gateway/src/main.js');
+
 function num(env, name, fallback) {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -128,6 +130,17 @@ function scenarios(s) {
   return all.filter((sc) => s.only.includes(sc.id));
 }
 
+/** "A=1 B=two" → { A: '1', B: 'two' }; anything else is a mistake worth stopping for. */
+function parseEnvList(text) {
+  const out = {};
+  for (const pair of text.split(/\s+/).filter(Boolean)) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new Error(`BENCH_CANDIDATE_ENV: expected NAME=value, got "${pair}"`);
+    out[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return out;
+}
+
 function readSettings(env) {
   const quick = flag(env, 'BENCH_QUICK', false);
   const profile = flag(env, 'BENCH_PROFILE', false);
@@ -164,8 +177,14 @@ function readSettings(env) {
     noisySpread: num(env, 'NOISY_SPREAD', 0.25),
   };
   // A candidate build (another dist/, e.g. a branch or a patched copy) as one more row next to
-  // the full pipeline, started and loaded exactly like it.
-  s.candidateMain = env.BENCH_CANDIDATE_MAIN ? path.resolve(env.BENCH_CANDIDATE_MAIN) : null;
+  // the full pipeline, started and loaded exactly like it; or this build with some settings
+  // changed (BENCH_CANDIDATE_ENV="CREDIT_SETTLE_AFTER_RESPONSE=true"), or both.
+  s.candidateEnv = parseEnvList(env.BENCH_CANDIDATE_ENV || '');
+  s.candidateMain = env.BENCH_CANDIDATE_MAIN
+    ? path.resolve(env.BENCH_CANDIDATE_MAIN)
+    : Object.keys(s.candidateEnv).length > 0
+      ? GATEWAY_MAIN
+      : null;
   s.scenarios = scenarios(s);
   if (s.candidateMain) {
     for (const sc of s.scenarios) {

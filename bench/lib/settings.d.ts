@@ -1,0 +1,11 @@
+// Types for settings.js, as far as bench/stats.spec.ts uses them.
+export interface Scenario {
+  id: string;
+  targets: string[];
+}
+export interface Settings {
+  candidateMain: string | null;
+  candidateEnv: Record<string, string>;
+  scenarios: Scenario[];
+}
+export function readSettings(env: Record<string, string | undefined>): Settings;
