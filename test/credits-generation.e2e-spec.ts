@@ -466,6 +466,13 @@ pricing:
       expect(await overlapped()).toBe(before + 1);
       expect(up.count).toBe(1);
       await waitFor(async () => up.aborted === 1);
+      // The aborted attempt is logged as what it was, not as a client that went away.
+      const requestId = res.headers.get('x-request-id')!;
+      await waitFor(async () => a.logs.some((l) => l.includes(requestId) && l.includes('attempt')));
+      const attempt = a.logs.find((l) => l.includes(requestId) && l.includes('attempt'))!;
+      expect(JSON.parse(attempt)).toMatchObject({ outcome: 'aborted' });
+      expect(attempt).toContain('credit hold failed');
+      expect(attempt).not.toContain('client closed');
       expect(await balance(c.userId)).toBe(5);
       expect((await ledger(c.userId)).map((r) => r.event_type)).toEqual([
         'grant',

@@ -9,6 +9,7 @@ import { AttemptFn, OpenAttempt, Routed, UpstreamRouter } from '../routing/upstr
 import { toFailure } from '../upstream/openai.upstream';
 import { estimateTokens, messagesText } from '../upstream/tokens';
 import {
+  AnswerWithdrawn,
   AttemptOutcome,
   ChatCompletion,
   SseEvent,
@@ -311,7 +312,7 @@ export class ChatCompletionsService {
     try {
       await Promise.all(pending);
     } catch (err) {
-      abort.abort(err);
+      abort.abort(new AnswerWithdrawn(`credit hold failed: ${(err as Error).message}`));
       await upstream.then(discard, () => undefined);
       throw err;
     }

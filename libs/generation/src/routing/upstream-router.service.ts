@@ -14,6 +14,7 @@ import { UpstreamClients } from '../upstream/upstream-clients.service';
 import {
   AttemptOutcome,
   AttemptTimeout,
+  AnswerWithdrawn,
   ClientAborted,
   RETRYABLE,
   UpstreamCall,
@@ -113,7 +114,12 @@ export class UpstreamRouter {
       attempts++;
       const timeoutMs = Math.min(provider.timeoutMs, remaining);
       const controller = new AbortController();
-      const onClientAbort = () => controller.abort(new ClientAborted());
+      const onClientAbort = () =>
+        controller.abort(
+          request.signal.reason instanceof AnswerWithdrawn
+            ? request.signal.reason
+            : new ClientAborted(),
+        );
       request.signal.addEventListener('abort', onClientAbort, { once: true });
       const timer = setTimeout(() => controller.abort(new AttemptTimeout(timeoutMs)), timeoutMs);
       const call: UpstreamCall = {

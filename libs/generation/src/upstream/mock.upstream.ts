@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { ProviderConfig } from '../providers/provider.types';
+import { toFailure } from './openai.upstream';
 import { estimateTokens, messagesText } from './tokens';
 import {
-  AttemptTimeout,
   ChatCompletion,
   classifyStatus,
   ImagesResponse,
@@ -58,8 +58,7 @@ export class MockUpstream implements UpstreamClient {
     try {
       if (this.settings.latency_ms) await sleep(this.settings.latency_ms, call.signal);
     } catch (reason) {
-      if (reason instanceof AttemptTimeout) throw new UpstreamFailure('timeout', reason.message);
-      throw new UpstreamFailure('aborted', 'client closed the connection');
+      throw toFailure(reason, call.signal);
     }
     const rate = this.settings.error_rate ?? 0;
     if (rate > 0 && Math.random() < rate) {

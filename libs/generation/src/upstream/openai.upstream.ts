@@ -3,6 +3,7 @@ import type Dispatcher from 'undici/types/dispatcher';
 import { ProviderConfig } from '../providers/provider.types';
 import { SseParser } from './sse-parser';
 import {
+  AnswerWithdrawn,
   AttemptTimeout,
   ChatCompletion,
   classifyStatus,
@@ -132,6 +133,7 @@ export function toFailure(err: unknown, signal: AbortSignal): UpstreamFailure {
   if (signal.aborted) {
     const reason = signal.reason;
     if (reason instanceof AttemptTimeout) return new UpstreamFailure('timeout', reason.message);
+    if (reason instanceof AnswerWithdrawn) return new UpstreamFailure('aborted', reason.message);
     return new UpstreamFailure('aborted', 'client closed the connection');
   }
   const e = err as { code?: string; message?: string; cause?: { code?: string } };

@@ -103,6 +103,13 @@ export class ClientAborted extends Error {
     this.name = 'ClientAborted';
   }
 }
+/** The request no longer wants the answer for a reason of its own (a credit hold refused). */
+export class AnswerWithdrawn extends Error {
+  constructor(why: string) {
+    super(`answer no longer wanted: ${why}`);
+    this.name = 'AnswerWithdrawn';
+  }
+}
 
 export interface SseEvent {
   event?: string;
