@@ -94,11 +94,15 @@ async function apiError(promise: Promise<unknown>): Promise<ApiError> {
   throw new Error('expected an ApiError');
 }
 
+/** A counter's value, or a histogram's `_count` / `_sum` series (by their full name). */
 async function metricValue(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const metric = register.getSingleMetric(name);
-  if (!metric) return 0;
+  const direct = register.getSingleMetric(name);
+  const series = direct ? null : name.match(/^(.*)_(count|sum)$/);
+  const metric = direct ?? (series && register.getSingleMetric(series[1]));
+  if (!metric) throw new Error(`no metric ${name}`);
   const data = await metric.get();
   return data.values
+    .filter((v) => !series || (v as { metricName?: string }).metricName === name)
     .filter((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))
     .reduce((sum, v) => sum + v.value, 0);
 }
@@ -193,6 +197,20 @@ describe('CreditsService against Postgres', () => {
     for (const hold of holds) ctx.credits.settleInBackground(hold, 5);
     await ctx.credits.beforeApplicationShutdown();
     expect(await ctx.books(user)).toEqual({ balance: 85, sum: 85, rows: 7 });
+  });
+
+  it('lets a settle nobody waits for ride with the next hold in one statement', async () => {
+    const user = await ctx.newUser(100);
+    const first = await ctx.credits.reserve({ userId: user, amount: 10 });
+    const statements = await metricValue('gateway_credit_batch_size_count');
+    const operations = await metricValue('gateway_credit_batch_size_sum');
+    ctx.credits.settleInBackground(first, 4);
+    const second = await ctx.credits.reserve({ userId: user, amount: 10 });
+    expect(await metricValue('gateway_credit_batch_size_count')).toBe(statements + 1);
+    expect(await metricValue('gateway_credit_batch_size_sum')).toBe(operations + 2);
+    expect(second.balance).toBe(100 - 4 - 10);
+    await ctx.credits.settle(second, 10);
+    expect(await ctx.books(user)).toEqual({ balance: 86, sum: 86, rows: 5 });
   });
 
   it('charges usage beyond the hold only as far as the balance goes', async () => {

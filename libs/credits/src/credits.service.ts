@@ -63,6 +63,11 @@ class ReservationNotFound extends Error {
   }
 }
 
+/** A settle's amount: whole credits, rounded up, never negative (garbage counts as 0). */
+function usageToCharge(amount: number): number {
+  return Math.max(0, Math.ceil(Number.isFinite(amount) ? amount : 0));
+}
+
 function assertAmount(amount: number, param = 'amount'): void {
   if (!Number.isSafeInteger(amount))
     throw ApiError.badRequest(`${param} must be a whole number of credits`, param);
@@ -219,8 +224,7 @@ export class CreditsService
    * response is already on its way): a database failure is logged, counted and retried.
    */
   async settle(reservation: Reservation, actualAmount: number): Promise<ReservationClose | null> {
-    const actual = Math.max(0, Math.ceil(Number.isFinite(actualAmount) ? actualAmount : 0));
-    return this.close(reservation, actual, 'Settled to usage');
+    return this.close(reservation, usageToCharge(actualAmount), 'Settled to usage');
   }
 
   /** CREDIT_SETTLE_AFTER_RESPONSE: a settle within its hold may commit after the response. */
@@ -233,9 +237,12 @@ export class CreditsService
    * throws; a failure is retried in the background, and shutdown waits for what is in flight.
    */
   settleInBackground(reservation: Reservation, actualAmount: number): void {
-    const settling: Promise<unknown> = this.settle(reservation, actualAmount).finally(() =>
-      this.settlingInBackground.delete(settling),
-    );
+    const settling: Promise<unknown> = this.close(
+      reservation,
+      usageToCharge(actualAmount),
+      'Settled to usage',
+      { patient: true },
+    ).finally(() => this.settlingInBackground.delete(settling));
     this.settlingInBackground.add(settling);
   }
 
@@ -244,15 +251,17 @@ export class CreditsService
     return this.close(reservation, null, `Refund: ${reason}`.slice(0, 500));
   }
 
+  /** `patient`: nobody waits for the result, so the ledger batch may wait for company. */
   private async close(
     reservation: Reservation,
     actual: number | null,
     description: string,
+    options: { patient?: boolean } = {},
   ): Promise<ReservationClose | null> {
     if (reservation.id === null)
       return { charged: 0, returned: 0, balance: null, alreadyClosed: false };
     try {
-      return await this.closeNow(reservation, actual, description);
+      return await this.closeNow(reservation, actual, description, options);
     } catch (err) {
       if (err instanceof ReservationNotFound) {
         // Nothing to retry: a caller bug (or a ledger row deleted by hand), not an outage.
@@ -282,9 +291,10 @@ export class CreditsService
     reservation: Reservation,
     actual: number | null,
     description: string,
+    options: { patient?: boolean } = {},
   ): Promise<ReservationClose> {
     const closed =
-      (await this.closeInBatch(reservation, actual, description)) ??
+      (await this.closeInBatch(reservation, actual, description, options)) ??
       (await this.repository.closeReservation(
         reservation.id!,
         actual,
@@ -313,16 +323,20 @@ export class CreditsService
     reservation: Reservation,
     actual: number | null,
     description: string,
+    options: { patient?: boolean },
   ): Promise<ClosedReservation | undefined> {
     const result = await this.batcher
-      .apply({
-        kind: actual === null ? 'refund' : 'settle',
-        userId: reservation.userId,
-        reservationId: reservation.id!,
-        actual,
-        requestId: reservation.requestId,
-        description,
-      })
+      .apply(
+        {
+          kind: actual === null ? 'refund' : 'settle',
+          userId: reservation.userId,
+          reservationId: reservation.id!,
+          actual,
+          requestId: reservation.requestId,
+          description,
+        },
+        options.patient,
+      )
       .catch(() => undefined); // the locked path retries it and reports its own error
     if (result?.status !== 'ok') return undefined;
     return { entry: result.entry, reserved: result.reserved ?? 0, replayed: false };
