@@ -94,7 +94,7 @@ function buildConfig(env: NodeJS.ProcessEnv) {
     credits: {
       /** See CreditsService.holdMayOverlap. */
       holdOverlap: e.CREDIT_HOLD_OVERLAP,
-      /** See CreditsPlugin.finish. */
+      /** See CreditsService.settleForResponse. */
       settleAfterResponse: e.CREDIT_SETTLE_AFTER_RESPONSE,
     },
     cache: {

@@ -73,25 +73,12 @@ export class CreditsPlugin implements GenerationPlugin, OnModuleInit {
         outcome.endReason === 'upstream_cut' &&
         delivered === 0 &&
         outcome.images === 0);
-    const cost = nothingDelivered ? null : this.costOf(ctx, outcome);
-    if (cost !== null && cost <= reservation.amount && this.credits.settlesAfterResponse) {
-      // Within its hold a settle only gives credits back and cannot fail for the balance: the
-      // response need not wait for its commit. What it leaves is known now (as of the hold).
-      this.credits.settleInBackground(reservation, cost);
-      if (reservation.balance !== null)
-        ctx.responseHeaders['x-credits-remaining'] = String(
-          reservation.balance + reservation.amount - cost,
-        );
-      ctx.annotate?.({ credits: cost });
-      return;
-    }
-    const closed =
-      cost === null
-        ? await this.credits.refund(
-            reservation,
-            outcome.error?.code ?? outcome.endReason ?? 'generation failed',
-          )
-        : await this.credits.settle(reservation, cost);
+    const closed = nothingDelivered
+      ? await this.credits.refund(
+          reservation,
+          outcome.error?.code ?? outcome.endReason ?? 'generation failed',
+        )
+      : await this.credits.settleForResponse(reservation, this.costOf(ctx, outcome));
     if (closed?.balance !== null && closed?.balance !== undefined)
       ctx.responseHeaders['x-credits-remaining'] = String(closed.balance);
     ctx.annotate?.({ credits: closed?.charged ?? reservation.amount });

@@ -227,9 +227,30 @@ export class CreditsService
     return this.close(reservation, usageToCharge(actualAmount), 'Settled to usage');
   }
 
-  /** CREDIT_SETTLE_AFTER_RESPONSE: a settle within its hold may commit after the response. */
-  get settlesAfterResponse(): boolean {
-    return this.config.credits.settleAfterResponse;
+  /**
+   * `settle` for a request whose response is about to go out. With CREDIT_SETTLE_AFTER_RESPONSE
+   * a settle within its hold — it only gives credits back and cannot fail for the balance —
+   * commits after the response; what it charges and leaves is known now, as of the hold.
+   */
+  async settleForResponse(
+    reservation: Reservation,
+    actualAmount: number,
+  ): Promise<ReservationClose | null> {
+    const actual = usageToCharge(actualAmount);
+    if (
+      !this.config.credits.settleAfterResponse ||
+      reservation.id === null ||
+      actual > reservation.amount
+    )
+      return this.settle(reservation, actual);
+    this.settleInBackground(reservation, actual);
+    const returned = reservation.amount - actual;
+    return {
+      charged: actual,
+      returned,
+      balance: reservation.balance === null ? null : reservation.balance + returned,
+      alreadyClosed: false,
+    };
   }
 
   /**

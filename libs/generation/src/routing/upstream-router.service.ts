@@ -14,7 +14,6 @@ import { UpstreamClients } from '../upstream/upstream-clients.service';
 import {
   AttemptOutcome,
   AttemptTimeout,
-  AnswerWithdrawn,
   ClientAborted,
   RETRYABLE,
   UpstreamCall,
@@ -114,12 +113,8 @@ export class UpstreamRouter {
       attempts++;
       const timeoutMs = Math.min(provider.timeoutMs, remaining);
       const controller = new AbortController();
-      const onClientAbort = () =>
-        controller.abort(
-          request.signal.reason instanceof AnswerWithdrawn
-            ? request.signal.reason
-            : new ClientAborted(),
-        );
+      // The request's own reason (a client gone, an answer withdrawn) says why the call ended.
+      const onClientAbort = () => controller.abort(request.signal.reason ?? new ClientAborted());
       request.signal.addEventListener('abort', onClientAbort, { once: true });
       const timer = setTimeout(() => controller.abort(new AttemptTimeout(timeoutMs)), timeoutMs);
       const call: UpstreamCall = {
