@@ -108,7 +108,7 @@ async function startSwitchyard(
   name,
   mockUrl,
   cpu,
-  { asyncCommit = false, main = sy.GATEWAY_MAIN, extraEnv = {} } = {},
+  { asyncCommit = false, main = sy.GATEWAY_MAIN, extraEnv = {}, extraNodeArgs = [] } = {},
 ) {
   sy.ensureBuilt(log);
   const redisPrefix = `sybench${randomBytes(3).toString('hex')}:`;
@@ -145,7 +145,7 @@ async function startSwitchyard(
   const server = proc.startServer({
     name,
     command: process.execPath,
-    args: [...startFlags, ...nodeArgs, ...settings.gatewayNodeArgs, main],
+    args: [...startFlags, ...nodeArgs, ...settings.gatewayNodeArgs, ...extraNodeArgs, main],
     env,
     cpu,
     logFile: path.join(runDir, `${name}.log`),
@@ -639,9 +639,16 @@ async function main() {
         'switchyard-candidate',
         state.servers.mock.url,
         serverCpu,
-        { main: settings.candidateMain, extraEnv: settings.candidateEnv },
+        {
+          main: settings.candidateMain,
+          extraEnv: settings.candidateEnv,
+          extraNodeArgs: settings.candidateNodeArgs,
+        },
       );
-      const changed = Object.entries(settings.candidateEnv).map(([k, v]) => `${k}=${v}`);
+      const changed = [
+        ...settings.candidateNodeArgs,
+        ...Object.entries(settings.candidateEnv).map(([k, v]) => `${k}=${v}`),
+      ];
       log(
         `switchyard-candidate: ${settings.candidateMain}${changed.length ? ` with ${changed.join(' ')}` : ''}`,
       );

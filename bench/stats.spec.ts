@@ -180,7 +180,14 @@ describe('candidate settings', () => {
     expect(chat?.targets).toContain('switchyard-candidate');
   });
 
-  it('has no candidate without either setting, and refuses a malformed pair', () => {
+  it('measures this build with other node flags when only BENCH_CANDIDATE_NODE_ARGS is given', () => {
+    const s = readSettings({ BENCH_CANDIDATE_NODE_ARGS: ' --single-threaded-gc  --foo=1 ' });
+    expect(s.candidateNodeArgs).toEqual(['--single-threaded-gc', '--foo=1']);
+    expect(s.candidateEnv).toEqual({});
+    expect(s.candidateMain).toMatch(/dist\/apps\/gateway\/src\/main\.js$/);
+  });
+
+  it('has no candidate without any setting, and refuses a malformed pair', () => {
     expect(readSettings({}).candidateMain).toBeNull();
     expect(() => readSettings({ BENCH_CANDIDATE_ENV: 'NOEQUALS' })).toThrow(/NAME=value/);
   });

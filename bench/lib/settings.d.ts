@@ -6,6 +6,7 @@ export interface Scenario {
 export interface Settings {
   candidateMain: string | null;
   candidateEnv: Record<string, string>;
+  candidateNodeArgs: string[];
   scenarios: Scenario[];
 }
 export function readSettings(env: Record<string, string | undefined>): Settings;

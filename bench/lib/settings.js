@@ -178,11 +178,13 @@ function readSettings(env) {
   };
   // A candidate build (another dist/, e.g. a branch or a patched copy) as one more row next to
   // the full pipeline, started and loaded exactly like it; or this build with some settings
-  // changed (BENCH_CANDIDATE_ENV="CREDIT_SETTLE_AFTER_RESPONSE=true"), or both.
+  // changed (BENCH_CANDIDATE_ENV="CREDIT_SETTLE_AFTER_RESPONSE=true") or other node flags
+  // (BENCH_CANDIDATE_NODE_ARGS="--single-threaded-gc"), or any of these together.
   s.candidateEnv = parseEnvList(env.BENCH_CANDIDATE_ENV || '');
+  s.candidateNodeArgs = (env.BENCH_CANDIDATE_NODE_ARGS || '').split(/\s+/).filter(Boolean);
   s.candidateMain = env.BENCH_CANDIDATE_MAIN
     ? path.resolve(env.BENCH_CANDIDATE_MAIN)
-    : Object.keys(s.candidateEnv).length > 0
+    : Object.keys(s.candidateEnv).length > 0 || s.candidateNodeArgs.length > 0
       ? GATEWAY_MAIN
       : null;
   s.scenarios = scenarios(s);
