@@ -12,6 +12,7 @@ import {
 } from '@app/observability';
 import { AppModule } from './app.module';
 import { installHttpHardening, serverOptions } from './http-hardening';
+import { installLeanAsyncResourceBind } from './lean-async-bind';
 
 export interface GatewayApp {
   app: NestFastifyApplication;
@@ -25,6 +26,7 @@ export async function createGateway(
   config: AppConfig,
   logDestination?: DestinationStream,
 ): Promise<GatewayApp> {
+  installLeanAsyncResourceBind();
   const logger = createLogger(config.logging.level, logDestination);
   const adapter = new FastifyAdapter({
     bodyLimit: config.http.bodyLimitBytes,

@@ -6,6 +6,7 @@ import { GenerationPipeline } from '../pipeline/generation-pipeline.service';
 import { ProviderConfig } from '../providers/provider.types';
 import { ProviderRegistry } from '../providers/provider-registry.service';
 import { AttemptFn, OpenAttempt, Routed, UpstreamRouter } from '../routing/upstream-router.service';
+import { Cancellation, CancelSignal } from '../upstream/cancellation';
 import { toFailure } from '../upstream/openai.upstream';
 import { estimateTokens, messagesText } from '../upstream/tokens';
 import {
@@ -299,12 +300,12 @@ export class ChatCompletionsService {
    */
   private async alongsidePending<T>(
     ctx: GenerationContext,
-    start: (signal: AbortSignal) => Promise<Routed<T>>,
+    start: (signal: CancelSignal) => Promise<Routed<T>>,
     discard: (routed: Routed<T>) => Promise<void>,
   ): Promise<Routed<T>> {
     const pending = ctx.alongsideUpstream ?? [];
     if (pending.length === 0) return start(ctx.signal);
-    const abort = new AbortController();
+    const abort = new Cancellation();
     if (ctx.signal.aborted) abort.abort(ctx.signal.reason);
     else ctx.signal.addEventListener('abort', () => abort.abort(ctx.signal.reason), { once: true });
     const upstream = start(abort.signal);

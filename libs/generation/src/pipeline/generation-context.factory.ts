@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '@app/auth';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { annotateRequest } from '@app/observability';
+import { Cancellation } from '../upstream/cancellation';
 import { ClientAborted } from '../upstream/upstream.types';
 import { GenerationContext, GenerationKind } from './generation-context';
 
@@ -18,7 +19,7 @@ export class GenerationContextFactory {
     kind: GenerationKind,
     body: Record<string, unknown>,
   ): GenerationContext {
-    const controller = new AbortController();
+    const controller = new Cancellation();
     // The response closing before it finished means the client left: cancel the upstream.
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) controller.abort(new ClientAborted());

@@ -1,5 +1,6 @@
 import type { Principal } from '@app/auth';
 import type { ApiError, RequestAnnotations } from '@app/observability';
+import type { CancelSignal } from '../upstream/cancellation';
 import type { ChatCompletion, ImagesResponse, Usage } from '../upstream/upstream.types';
 
 export type GenerationKind = 'chat' | 'images';
@@ -21,7 +22,7 @@ export interface GenerationContext {
   /** Headers the response will carry (x-provider, x-cache, …); plugins may add theirs. */
   responseHeaders: Record<string, string>;
   /** Aborted when the client goes away (or a job is cancelled). */
-  signal: AbortSignal;
+  signal: CancelSignal;
   /** Per-plugin scratch space (a credit reservation, a cache key…); key by a Symbol. */
   state: Map<symbol | string, unknown>;
   /** performance.now() at the start, for latency. */

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { ApiError } from '@app/observability';
 import { ProviderConfig } from '../providers/provider.types';
+import type { CancelSignal } from '../upstream/cancellation';
 import { AttemptOutcome, UpstreamAuth } from '../upstream/upstream.types';
 
 /** How one attempt went, as told to whoever lent its credential. */
@@ -29,7 +30,7 @@ export interface CredentialLease {
 export interface CredentialSource {
   acquire(
     provider: ProviderConfig,
-    request: { requestId: string; model: string; signal: AbortSignal },
+    request: { requestId: string; model: string; signal: CancelSignal },
   ): Promise<CredentialLease>;
 }
 
@@ -49,7 +50,7 @@ export class UpstreamCredentials {
 
   async acquire(
     provider: ProviderConfig,
-    request: { requestId: string; model: string; signal: AbortSignal },
+    request: { requestId: string; model: string; signal: CancelSignal },
   ): Promise<CredentialLease> {
     if (provider.sessionAuth === 'none') {
       const auth: UpstreamAuth = provider.apiKey

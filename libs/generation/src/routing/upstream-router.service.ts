@@ -9,6 +9,7 @@ import {
   upstreamClientError,
 } from '../generation.errors';
 import { ProviderConfig } from '../providers/provider.types';
+import { Cancellation, CancelSignal } from '../upstream/cancellation';
 import { toFailure } from '../upstream/openai.upstream';
 import { UpstreamClients } from '../upstream/upstream-clients.service';
 import {
@@ -27,7 +28,7 @@ export interface RouteRequest {
   requestId: string;
   model: string;
   /** The client's signal: aborted when it goes away. */
-  signal: AbortSignal;
+  signal: CancelSignal;
   /** Epoch ms after which no new attempt starts (UPSTREAM_DEADLINE_MS from the request start). */
   deadline: number;
 }
@@ -112,7 +113,7 @@ export class UpstreamRouter {
       }
       attempts++;
       const timeoutMs = Math.min(provider.timeoutMs, remaining);
-      const controller = new AbortController();
+      const controller = new Cancellation();
       // The request's own reason (a client gone, an answer withdrawn) says why the call ended.
       const onClientAbort = () => controller.abort(request.signal.reason ?? new ClientAborted());
       request.signal.addEventListener('abort', onClientAbort, { once: true });

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ProviderConfig } from '../providers/provider.types';
+import type { CancelSignal } from './cancellation';
 import { toFailure } from './openai.upstream';
 import { estimateTokens, messagesText } from './tokens';
 import {
@@ -17,7 +18,7 @@ import {
 const PIXEL_PNG =
   'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=';
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal: CancelSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {

@@ -1,6 +1,7 @@
 import { Pool } from 'undici';
 import type Dispatcher from 'undici/types/dispatcher';
 import { ProviderConfig } from '../providers/provider.types';
+import type { CancelSignal } from './cancellation';
 import { SseParser } from './sse-parser';
 import {
   AnswerWithdrawn,
@@ -98,7 +99,8 @@ export class OpenAiUpstream implements UpstreamClient {
         method: 'POST',
         headers,
         body: JSON.stringify(body),
-        signal: call.signal,
+        // undici takes any object with aborted, reason and add/removeEventListener.
+        signal: call.signal as AbortSignal,
         headersTimeout: call.timeoutMs,
         bodyTimeout: call.idleTimeoutMs,
       });
@@ -128,7 +130,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /** Maps undici and socket errors to the attempt vocabulary. */
-export function toFailure(err: unknown, signal: AbortSignal): UpstreamFailure {
+export function toFailure(err: unknown, signal: CancelSignal): UpstreamFailure {
   if (err instanceof UpstreamFailure) return err;
   if (signal.aborted) {
     const reason = signal.reason;

@@ -1,3 +1,5 @@
+import type { CancelSignal } from './cancellation';
+
 /**
  * The contract between the router and an upstream provider client (OpenAI-compatible HTTP or the
  * built-in mock). One call = one attempt at one provider.
@@ -11,7 +13,7 @@ export interface UpstreamCall {
   requestId: string;
   auth: UpstreamAuth;
   /** Aborted when the client leaves or the attempt times out (see AttemptTimeout). */
-  signal: AbortSignal;
+  signal: CancelSignal;
   /** Time allowed to the first byte of the response. */
   timeoutMs: number;
   /** Longest silence allowed between two chunks of a response body. */
