@@ -23,22 +23,28 @@ export function installLeanAsyncResourceBind(): void {
   const probe = new AsyncResource('switchyard-probe').bind(() => undefined);
   if (!('asyncResource' in probe)) return;
 
-  proto.bind = function bind<Func extends (...args: any[]) => any>(
+  function leanBind(
     this: AsyncResource,
-    fn: Func,
-    thisArg?: ThisParameterType<Func>,
-  ): Func {
+    fn: (...args: unknown[]) => unknown,
+    thisArg?: unknown,
+  ): (...args: unknown[]) => unknown {
     if (typeof fn !== 'function')
       throw new TypeError(`The "fn" argument must be of type function. Received ${typeof fn}`);
-    const resource = this;
     const bound =
-      thisArg === undefined
-        ? function (this: unknown, ...args: unknown[]) {
-            return resource.runInAsyncScope(fn, this, ...args);
-          }
-        : resource.runInAsyncScope.bind(resource, fn, thisArg);
+      thisArg === undefined ? leanBound(this, fn) : this.runInAsyncScope.bind(this, fn, thisArg);
     Object.defineProperty(bound, 'length', { value: fn.length, configurable: true });
-    return bound as Func;
-  } as AsyncResource['bind'];
+    return bound;
+  }
+  proto.bind = leanBind as AsyncResource['bind'];
   proto[INSTALLED] = true;
+}
+
+/** The caller's `this` goes through, as with Node's own bind. */
+function leanBound(
+  resource: AsyncResource,
+  fn: (...args: unknown[]) => unknown,
+): (...args: unknown[]) => unknown {
+  return function (this: unknown, ...args: unknown[]) {
+    return resource.runInAsyncScope(fn, this, ...args);
+  };
 }
