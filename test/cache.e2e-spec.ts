@@ -1,3 +1,5 @@
+import Redis from 'ioredis';
+import { APP_CONFIG, AppConfig } from '@app/config';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { metricValue } from './support/auth-probe';
 import { startGateway, TestGateway } from './support/gateway';
@@ -134,6 +136,36 @@ describe('response cache', () => {
     expect(await metricValue(gw.url, 'gateway_cache_requests_total', 'result="hit"')).toBe(
       hitsBefore + 1,
     );
+  });
+
+  it('reads the cache in the same round trip as the rate-limit check', async () => {
+    const consumer = await newConsumer(gw);
+    const prefix = gw.gateway.app.get<AppConfig>(APP_CONFIG).redis.keyPrefix;
+    const watcher = new Redis(testEnv.redisUrl!);
+    const monitor = await watcher.monitor();
+    // This gateway's cache reads and rate-limit scripts, in the order Redis ran them.
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      const command = String(args[0]).toLowerCase();
+      if (command === 'get' && String(args[1]).startsWith(`${prefix}rc:`)) seen.push('cache read');
+      if (command === 'evalsha' && args.some((a) => String(a).startsWith(`${prefix}rl:`)))
+        seen.push('rate limit');
+    });
+    try {
+      upstream.next({ mode: 'ok', content: 'read early' });
+      const miss = await chat(gw, consumer, ask('is the read early?'));
+      const hit = await chat(gw, consumer, ask('is the read early?'));
+      const deadline = Date.now() + 2000;
+      while (seen.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+
+      expect([miss.headers.get('x-cache'), hit.headers.get('x-cache')]).toEqual(['miss', 'hit']);
+      expect(hit.body.choices[0].message.content).toBe('read early');
+      // The read leaves first, with the script right behind it; the lookup reads nothing more.
+      expect(seen).toEqual(['cache read', 'rate limit', 'cache read', 'rate limit']);
+    } finally {
+      monitor.disconnect();
+      watcher.disconnect();
+    }
   });
 
   it('bypasses requests that are not deterministic, unless forced', async () => {

@@ -6,6 +6,7 @@ import { APP_CONFIG, AppConfig } from '@app/config';
 import { LOGGER } from '@app/observability';
 import { RedisService } from '@app/redis';
 import {
+  CachePlan,
   CacheScope,
   CacheSelector,
   matchesSelector,
@@ -62,6 +63,11 @@ interface StoredEntry {
 
 type Counts = { hits: number; misses: number; bypasses: number };
 
+/** How long a read started ahead of its lookup may stand in for it (same request, ms earlier). */
+const PREFETCH_TTL_MS = 1000;
+/** Reads started ahead and not yet taken; beyond this, stale ones are dropped first. */
+const PREFETCH_MAX = 1024;
+
 const STATS_KEY = 'rcstats';
 const STATS_FLUSH_MS = 5000;
 const SCAN_COUNT = 1000;
@@ -84,6 +90,11 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
   /** This process's counts since start (what stats show without Redis). */
   private readonly local = emptyCounts();
   private flushTimer?: NodeJS.Timeout;
+  /** Reads started by prefetch(), by cache key, until lookup() takes them. */
+  private readonly prefetched = new Map<
+    string,
+    { read: Promise<StoredEntry | undefined>; at: number }
+  >();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -127,6 +138,47 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
   }
 
   /**
+   * Starts the read that lookup() will make for this request, as soon as the caller is known:
+   * it then leaves for Redis together with the rate-limit check, one round trip instead of two.
+   * lookup() uses it when it computes the same key within PREFETCH_TTL_MS; a request refused
+   * before its lookup, or whose body the pipeline rewrites (conversations), leaves it unused.
+   * Counts nothing and never throws: the body here is not validated yet.
+   */
+  prefetch(
+    body: unknown,
+    headers: Record<string, string | string[] | undefined>,
+    principal: CachePrincipal,
+  ): void {
+    if (this.ttlMs === 0 || typeof body !== 'object' || body === null || Array.isArray(body))
+      return;
+    let plan: CachePlan;
+    try {
+      plan = planCache(body as ChatRequestBody, parseCacheDirectives(headers), scopeOf(principal));
+    } catch {
+      return;
+    }
+    if (plan.mode !== 'lookup' || this.prefetched.has(plan.key)) return;
+    if (this.prefetched.size >= PREFETCH_MAX) {
+      this.dropStalePrefetches();
+      if (this.prefetched.size >= PREFETCH_MAX) return;
+    }
+    this.prefetched.set(plan.key, { read: this.read(plan.key), at: Date.now() });
+  }
+
+  private dropStalePrefetches(): void {
+    const oldest = Date.now() - PREFETCH_TTL_MS;
+    for (const [key, early] of this.prefetched) if (early.at < oldest) this.prefetched.delete(key);
+  }
+
+  /** The read prefetch() started for this key, if it is fresh; taken once. */
+  private takePrefetched(key: string): Promise<StoredEntry | undefined> | undefined {
+    const early = this.prefetched.get(key);
+    if (!early) return undefined;
+    this.prefetched.delete(key);
+    return Date.now() - early.at < PREFETCH_TTL_MS ? early.read : undefined;
+  }
+
+  /**
    * Decides and, for a deterministic request, looks it up. Call before credits are reserved and
    * before any upstream call; on a hit, answer from `completion` and call nothing upstream.
    */
@@ -135,11 +187,7 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
     headers: Record<string, string | string[] | undefined>,
     principal: CachePrincipal,
   ): Promise<CacheLookup> {
-    const scope: CacheScope =
-      principal.cacheScope === 'shared'
-        ? { kind: 'shared' }
-        : { kind: 'user', userId: principal.userId };
-    const plan = planCache(body, parseCacheDirectives(headers), scope);
+    const plan = planCache(body, parseCacheDirectives(headers), scopeOf(principal));
     if (plan.mode === 'bypass' || this.ttlMs === 0) {
       this.count('bypass');
       return { result: 'bypass' };
@@ -148,7 +196,7 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
       this.count('bypass');
       return { result: 'bypass', storeKey: plan.key };
     }
-    const entry = await this.read(plan.key);
+    const entry = await (this.takePrefetched(plan.key) ?? this.read(plan.key));
     if (!entry) {
       this.count('miss');
       return { result: 'miss', storeKey: plan.key };
@@ -316,4 +364,10 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
 function hitRate(counts: Counts): number | null {
   const lookups = counts.hits + counts.misses;
   return lookups === 0 ? null : Math.round((counts.hits / lookups) * 10000) / 10000;
+}
+
+function scopeOf(principal: CachePrincipal): CacheScope {
+  return principal.cacheScope === 'shared'
+    ? { kind: 'shared' }
+    : { kind: 'user', userId: principal.userId };
 }
