@@ -65,8 +65,11 @@ type Counts = { hits: number; misses: number; bypasses: number };
 
 /** How long a read started ahead of its lookup may stand in for it (same request, ms earlier). */
 const PREFETCH_TTL_MS = 1000;
-/** Reads started ahead and not yet taken; beyond this, stale ones are dropped first. */
-const PREFETCH_MAX = 1024;
+/**
+ * Reads started ahead and not yet taken. A lookup takes its read within milliseconds; the ones
+ * left (refused or rewritten requests) hold a parsed entry each until they go stale, so few.
+ */
+const PREFETCH_MAX = 256;
 
 const STATS_KEY = 'rcstats';
 const STATS_FLUSH_MS = 5000;
@@ -158,16 +161,18 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
       return;
     }
     if (plan.mode !== 'lookup' || this.prefetched.has(plan.key)) return;
-    if (this.prefetched.size >= PREFETCH_MAX) {
-      this.dropStalePrefetches();
-      if (this.prefetched.size >= PREFETCH_MAX) return;
-    }
-    this.prefetched.set(plan.key, { read: this.read(plan.key), at: Date.now() });
+    const now = Date.now();
+    this.dropStalePrefetches(now);
+    if (this.prefetched.size >= PREFETCH_MAX) return;
+    this.prefetched.set(plan.key, { read: this.read(plan.key), at: now });
   }
 
-  private dropStalePrefetches(): void {
-    const oldest = Date.now() - PREFETCH_TTL_MS;
-    for (const [key, early] of this.prefetched) if (early.at < oldest) this.prefetched.delete(key);
+  /** The map is in insertion order, oldest first: stop at the first fresh read. */
+  private dropStalePrefetches(now: number): void {
+    for (const [key, early] of this.prefetched) {
+      if (now - early.at < PREFETCH_TTL_MS) return;
+      this.prefetched.delete(key);
+    }
   }
 
   /** The read prefetch() started for this key, if it is fresh; taken once. */
