@@ -78,6 +78,17 @@ describe('ResponseCacheService.prefetch', () => {
     expect(reads).toHaveBeenCalledTimes(4);
   });
 
+  it('replaces a stale read of the same key with a fresh one', async () => {
+    const now = Date.now();
+    jest.spyOn(Date, 'now').mockReturnValue(now);
+    cache.prefetch(ask('asked again later'), {}, principal);
+    jest.spyOn(Date, 'now').mockReturnValue(now + 1500);
+    cache.prefetch(ask('asked again later'), {}, principal);
+    expect(reads).toHaveBeenCalledTimes(2);
+    expect((await cache.lookup(ask('asked again later'), {}, principal)).result).toBe('miss');
+    expect(reads).toHaveBeenCalledTimes(2);
+  });
+
   it('is not used for another key: another user, or a body the pipeline changed', async () => {
     cache.prefetch(ask('mine'), {}, principal);
     const other = await cache.lookup(ask('mine'), {}, { userId: 'user-2', cacheScope: 'user' });

@@ -160,10 +160,10 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
     } catch {
       return;
     }
-    if (plan.mode !== 'lookup' || this.prefetched.has(plan.key)) return;
+    if (plan.mode !== 'lookup') return;
     const now = Date.now();
     this.dropStalePrefetches(now);
-    if (this.prefetched.size >= PREFETCH_MAX) return;
+    if (this.prefetched.has(plan.key) || this.prefetched.size >= PREFETCH_MAX) return;
     this.prefetched.set(plan.key, { read: this.read(plan.key), at: now });
   }
 
