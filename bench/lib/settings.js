@@ -130,10 +130,15 @@ function scenarios(s) {
   return all.filter((sc) => s.only.includes(sc.id));
 }
 
+/** "a  b c" → ['a', 'b', 'c'] (unset → []). */
+function words(text) {
+  return (text || '').split(/\s+/).filter(Boolean);
+}
+
 /** "A=1 B=two" → { A: '1', B: 'two' }; anything else is a mistake worth stopping for. */
 function parseEnvList(text) {
   const out = {};
-  for (const pair of text.split(/\s+/).filter(Boolean)) {
+  for (const pair of words(text)) {
     const at = pair.indexOf('=');
     if (at <= 0) throw new Error(`BENCH_CANDIDATE_ENV: expected NAME=value, got "${pair}"`);
     out[pair.slice(0, at)] = pair.slice(at + 1);
@@ -156,7 +161,7 @@ function readSettings(env) {
     profileTarget: env.PROFILE_TARGET || 'switchyard',
     cpuProfile: flag(env, 'BENCH_CPU_PROF', profile),
     // Extra node flags for the gateways only, e.g. --heapsnapshot-signal=SIGUSR2.
-    gatewayNodeArgs: (env.BENCH_GATEWAY_NODE_ARGS || '').split(/\s+/).filter(Boolean),
+    gatewayNodeArgs: words(env.BENCH_GATEWAY_NODE_ARGS),
     only: (env.SCENARIOS || '').split(/[\s,]+/).filter(Boolean),
     skip: new Set((env.SKIP_TARGETS || '').split(/[\s,]+/).filter(Boolean)),
     pin: flag(env, 'PIN', true),
@@ -180,8 +185,8 @@ function readSettings(env) {
   // the full pipeline, started and loaded exactly like it; or this build with some settings
   // changed (BENCH_CANDIDATE_ENV="CREDIT_SETTLE_AFTER_RESPONSE=true") or other node flags
   // (BENCH_CANDIDATE_NODE_ARGS="--single-threaded-gc"), or any of these together.
-  s.candidateEnv = parseEnvList(env.BENCH_CANDIDATE_ENV || '');
-  s.candidateNodeArgs = (env.BENCH_CANDIDATE_NODE_ARGS || '').split(/\s+/).filter(Boolean);
+  s.candidateEnv = parseEnvList(env.BENCH_CANDIDATE_ENV);
+  s.candidateNodeArgs = words(env.BENCH_CANDIDATE_NODE_ARGS);
   s.candidateMain = env.BENCH_CANDIDATE_MAIN
     ? path.resolve(env.BENCH_CANDIDATE_MAIN)
     : Object.keys(s.candidateEnv).length > 0 || s.candidateNodeArgs.length > 0

@@ -1,9 +1,5 @@
 import { AsyncResource } from 'node:async_hooks';
 
-const INSTALLED = Symbol.for('switchyard.leanAsyncResourceBind');
-
-type Bindable = AsyncResource & { [INSTALLED]?: true };
-
 /**
  * Replaces `AsyncResource.prototype.bind` with one that gives the bound function no
  * `asyncResource` accessor, when this Node still adds it (DEP0172, Node 20).
@@ -18,8 +14,7 @@ type Bindable = AsyncResource & { [INSTALLED]?: true };
  * keeps `fn.length`.
  */
 export function installLeanAsyncResourceBind(): void {
-  const proto = AsyncResource.prototype as Bindable;
-  if (proto[INSTALLED]) return;
+  // Once installed (or on a Node without the accessor) the probe has none: nothing to do.
   const probe = new AsyncResource('switchyard-probe').bind(() => undefined);
   if (!('asyncResource' in probe)) return;
 
@@ -35,8 +30,7 @@ export function installLeanAsyncResourceBind(): void {
     Object.defineProperty(bound, 'length', { value: fn.length, configurable: true });
     return bound;
   }
-  proto.bind = leanBind as AsyncResource['bind'];
-  proto[INSTALLED] = true;
+  AsyncResource.prototype.bind = leanBind as AsyncResource['bind'];
 }
 
 /** The caller's `this` goes through, as with Node's own bind. */

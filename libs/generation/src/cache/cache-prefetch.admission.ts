@@ -1,4 +1,4 @@
-import { forwardRef, Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { PrincipalAdmission } from '@app/auth';
 import type { Principal, PrincipalAdmissionHook } from '@app/auth';
@@ -19,7 +19,7 @@ export class CachePrefetchAdmission implements PrincipalAdmissionHook, OnModuleI
 
   constructor(
     private readonly cache: ResponseCacheService,
-    @Inject(forwardRef(() => PrincipalAdmission)) private readonly admission: PrincipalAdmission,
+    private readonly admission: PrincipalAdmission,
   ) {}
 
   onModuleInit(): void {
