@@ -329,6 +329,60 @@ describe('CreditsService against Postgres', () => {
     expect(await ctx.books(b)).toEqual({ balance: 5, sum: 5, rows: 2 });
   });
 
+  it('leaves to the slow path every close a batch cannot do alone, and returns the rows it wrote', async () => {
+    const [a, b] = [await ctx.newUser(100), await ctx.newUser(100)];
+    const heldA = await ctx.credits.reserve({ userId: a, amount: 20 }); // a: 80
+    const closedA = await ctx.credits.reserve({ userId: a, amount: 10 }); // a: 70
+    await ctx.credits.refund(closedA, 'test'); // a: 80
+    const heldB = await ctx.credits.reserve({ userId: b, amount: 10 }); // b: 90
+    const { rows } = await ctx.pg.query<{
+      o_status: string;
+      o_id: string | null;
+      o_event_type: string | null;
+      o_balance_after: string | null;
+      o_idempotency_key: string | null;
+      o_created_at: Date | null;
+      o_reserved: string | null;
+    }>(
+      `SELECT * FROM credits_apply_batch(
+         $1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[]) ORDER BY o_ord`,
+      [
+        ['settle', 'settle', 'refund', 'settle', 'refund', 'debit', 'settle', 'settle'],
+        [a, a, a, a, a, a, b, b],
+        [heldA.id, heldA.id, closedA.id, heldB.id, randomUUID(), null, heldB.id, heldB.id],
+        [15, 1, null, 1, null, 5, 11, 4],
+        ['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8'],
+        ['s1', 's2', 'f3', 's4', 'f5', 'd6', 's7', 's8'],
+      ],
+    );
+    // a: the hold of 20 settles to 15 (+5 = 85), then it is closed already, closedA was refunded
+    // before, heldB is b's, the fifth is no debit at all; the debit takes 5 (80). b: 11 is over
+    // the hold of 10, then 4 settles it (+6 = 96).
+    expect(rows.map((r) => [r.o_status, r.o_event_type, r.o_balance_after, r.o_reserved])).toEqual([
+      ['ok', 'settle', '85', '20'],
+      ['slow', null, null, null],
+      ['slow', null, null, null],
+      ['slow', null, null, null],
+      ['slow', null, null, null],
+      ['ok', 'debit', '80', null],
+      ['slow', null, null, null],
+      ['ok', 'settle', '96', '10'],
+    ]);
+    expect(rows[0].o_idempotency_key).toBe(`close:${heldA.id}`);
+    const written = rows.filter((r) => r.o_status === 'ok');
+    const stored = await ctx.pg.query<{ id: string; request_id: string; created_at: Date }>(
+      `SELECT id, request_id, created_at FROM credit_ledger WHERE id = ANY($1::uuid[])`,
+      [written.map((r) => r.o_id)],
+    );
+    expect(
+      stored.rows
+        .sort((x, y) => x.created_at.getTime() - y.created_at.getTime())
+        .map((r) => r.request_id),
+    ).toEqual(['r1', 'r6', 'r8']);
+    expect(await ctx.books(a)).toEqual({ balance: 80, sum: 80, rows: 6 });
+    expect(await ctx.books(b)).toEqual({ balance: 96, sum: 96, rows: 3 });
+  });
+
   it('isolates a bad operation: the rest of its batch still commits on its own', async () => {
     const user = await ctx.newUser(100);
     const results = await Promise.allSettled([
