@@ -192,3 +192,18 @@ describe('candidate settings', () => {
     expect(() => readSettings({ BENCH_CANDIDATE_ENV: 'NOEQUALS' })).toThrow(/NAME=value/);
   });
 });
+
+describe('profile settings', () => {
+  it('profiles the full pipeline at c=64 with a 0 ms upstream unless told otherwise', () => {
+    const [plain] = readSettings({ BENCH_PROFILE: '1' }).scenarios;
+    expect(plain).toMatchObject({ id: 'profile', c: 64, delayMs: 0, targets: ['switchyard'] });
+    const [told] = readSettings({
+      BENCH_PROFILE: '1',
+      PROFILE_TARGET: 'switchyard-nobill',
+      PROFILE_CONCURRENCY: '1',
+      PROFILE_DELAY_MS: '50',
+    }).scenarios;
+    expect(told).toMatchObject({ c: 1, delayMs: 50, targets: ['switchyard-nobill'] });
+    expect(told.title).toBe('CPU profile: switchyard-nobill, c=1, upstream 50 ms, 20 s');
+  });
+});

@@ -1000,12 +1000,12 @@ function filesIn(dir: string, suffix: string): string[] {
       try {
         const results = await runSection('Database rollback', { DATABASE_URL: scratch });
         expect(outputOf(results, 'migrate:revert --dry')).toContain(
-          'Would revert: CreditsLedgerBatch1732300010000',
+          'Would revert: CreditsLedgerBatchRows1732300012000',
         );
         expect(results.map((r) => r.stdout).join('')).toContain(
-          'Reverted CreditsLedgerBatch1732300010000.',
+          'Reverted CreditsLedgerBatchRows1732300012000.',
         );
-        expect(outputOf(results, 'FROM migrations')).not.toContain('CreditsLedgerBatch');
+        expect(outputOf(results, 'FROM migrations')).not.toContain('CreditsLedgerBatchRows');
         expect(
           filesIn(SANDBOX, '.dump').some((f) => f.startsWith('switchyard-before-revert-')),
         ).toBe(true);
@@ -1196,11 +1196,15 @@ async function appliedMigrations(url: string): Promise<string[]> {
   );
 }
 
-async function hasFunction(url: string, name: string): Promise<boolean> {
-  return withClient(
-    url,
-    async (c) => (await c.query('SELECT 1 FROM pg_proc WHERE proname = $1', [name])).rowCount === 1,
-  );
+/** Which credits_apply_batch the database has: the last migration's, or the one before it. */
+async function ledgerBatchVersion(url: string): Promise<'rows' | 'loop' | 'none'> {
+  return withClient(url, async (c) => {
+    const { rows } = await c.query<{ body: string }>(
+      `SELECT prosrc AS body FROM pg_proc WHERE proname = 'credits_apply_batch'`,
+    );
+    if (rows.length === 0) return 'none';
+    return rows[0].body.includes('credit_ledger_batch_row') ? 'rows' : 'loop';
+  });
 }
 
 async function hasColumn(url: string, table: string, column: string): Promise<boolean> {
@@ -1251,7 +1255,7 @@ describe('migrate:revert', () => {
   it('names the migration with --dry, reverts it, and migrate applies it again', async () => {
     const before = await appliedMigrations(url);
     const last = before[before.length - 1];
-    expect(last).toBe('CreditsLedgerBatch1732300010000');
+    expect(last).toBe('CreditsLedgerBatchRows1732300012000');
 
     const dry = await cli(['migrate:revert', '--dry'], url);
     expect(dry).toEqual({ code: 0, out: `Would revert: ${last}\n` });
@@ -1261,13 +1265,13 @@ describe('migrate:revert', () => {
     expect(revert.code).toBe(0);
     expect(revert.out).toContain(`Reverted ${last}.`);
     expect(await appliedMigrations(url)).toEqual(before.slice(0, -1));
-    // Its down step ran: the function it added is gone.
-    expect(await hasFunction(url, 'credits_apply_batch')).toBe(false);
+    // Its down step ran: the function is the one of the migration before.
+    expect(await ledgerBatchVersion(url)).toBe('loop');
 
     expect((await cli(['migrate', '--dry'], url)).out).toContain(last);
     expect((await cli(['migrate'], url)).code).toBe(0);
     expect(await appliedMigrations(url)).toEqual(before);
-    expect(await hasFunction(url, 'credits_apply_batch')).toBe(true);
+    expect(await ledgerBatchVersion(url)).toBe('rows');
   });
 
   it('reverts one migration per call and refuses the initial schema', async () => {
@@ -1292,7 +1296,7 @@ describe('migrate:revert', () => {
     const refused = await cli(['migrate:revert'], url);
     expect(refused.code).toBe(1);
     expect(refused.out).toContain('Future1999999999999 is not part of this version');
-    expect(await hasFunction(url, 'credits_apply_batch')).toBe(true);
+    expect(await ledgerBatchVersion(url)).toBe('rows');
   });
 
   it('waits for the same advisory lock as runMigrationsLocked', async () => {
@@ -1303,10 +1307,10 @@ describe('migrate:revert', () => {
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
       const reverting = cli(['migrate:revert'], url);
       await someoneWaitsForMigrationLock(url);
-      expect(await hasFunction(url, 'credits_apply_batch')).toBe(true);
+      expect(await ledgerBatchVersion(url)).toBe('rows');
       await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
       expect((await reverting).code).toBe(0);
-      expect(await hasFunction(url, 'credits_apply_batch')).toBe(false);
+      expect(await ledgerBatchVersion(url)).toBe('loop');
 
       // … and so does libs/database's migration runner, on the very same lock id.
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
@@ -1315,9 +1319,12 @@ describe('migrate:revert', () => {
       try {
         const migrating = runMigrationsLocked(dataSource);
         await someoneWaitsForMigrationLock(url);
-        expect(await hasFunction(url, 'credits_apply_batch')).toBe(false);
+        expect(await ledgerBatchVersion(url)).toBe('loop');
         await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
-        expect((await migrating).map((m) => m.name)).toEqual(['CreditsLedgerBatch1732300010000']);
+        expect((await migrating).map((m) => m.name)).toEqual([
+          'CreditsLedgerBatchRows1732300012000',
+        ]);
+        expect(await ledgerBatchVersion(url)).toBe('rows');
       } finally {
         await dataSource.destroy();
       }

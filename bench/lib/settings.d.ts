@@ -1,6 +1,9 @@
 // Types for settings.js, as far as bench/stats.spec.ts uses them.
 export interface Scenario {
   id: string;
+  title: string;
+  c: number;
+  delayMs: number;
   targets: string[];
 }
 export interface Settings {

@@ -111,10 +111,10 @@ function scenarios(s) {
     return [
       {
         id: 'profile',
-        title: `CPU profile: full pipeline, c=64, upstream 0 ms, ${s.profileSeconds} s`,
+        title: `CPU profile: ${s.profileTarget}, c=${s.profileConcurrency}, upstream ${s.profileDelayMs} ms, ${s.profileSeconds} s`,
         mode: 'load',
-        c: 64,
-        delayMs: 0,
+        c: s.profileConcurrency,
+        delayMs: s.profileDelayMs,
         stream: false,
         targets: [s.profileTarget],
         seconds: s.profileSeconds,
@@ -159,6 +159,8 @@ function readSettings(env) {
     soakSeconds: num(env, 'SOAK_SECONDS', quick ? 20 : 120),
     profileSeconds: num(env, 'PROFILE_SECONDS', 20),
     profileTarget: env.PROFILE_TARGET || 'switchyard',
+    profileConcurrency: num(env, 'PROFILE_CONCURRENCY', 64),
+    profileDelayMs: num(env, 'PROFILE_DELAY_MS', 0),
     cpuProfile: flag(env, 'BENCH_CPU_PROF', profile),
     // Extra node flags for the gateways only, e.g. --heapsnapshot-signal=SIGUSR2.
     gatewayNodeArgs: words(env.BENCH_GATEWAY_NODE_ARGS),
