@@ -302,13 +302,17 @@ function closed(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => (res.destroyed ? resolve() : res.once('close', () => resolve())));
 }
 
+/** Writes, waiting for 'drain' (or 'close') on backpressure; leaves no listener behind. */
 function write(res: ServerResponse, text: string): Promise<void> {
   return new Promise((resolve) => {
-    if (res.write(text)) resolve();
-    else {
-      res.once('drain', () => resolve());
-      res.once('close', () => resolve());
-    }
+    if (res.write(text)) return resolve();
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
   });
 }
 
