@@ -127,6 +127,23 @@ providers:
       expect(sent.headers['x-request-id']).toBe(response.headers.get('x-request-id'));
     });
 
+    it('sends a non-streaming request upstream with stream false and no stream_options', async () => {
+      primary.always({ mode: 'ok', content: 'ok' });
+      for (const stream of [null, false]) {
+        await client.chat.completions.create({
+          model: 'up-gpt',
+          messages: [{ role: 'user', content: 'hi' }],
+          stream: stream as false,
+          stream_options: { include_usage: true },
+        });
+      }
+      expect(primary.requests).toHaveLength(2);
+      for (const sent of primary.requests) {
+        expect(sent.body.stream).toBe(false);
+        expect(sent.body).not.toHaveProperty('stream_options');
+      }
+    });
+
     it('serves the built-in mock provider deterministically', async () => {
       const ask = () =>
         client.chat.completions.create({

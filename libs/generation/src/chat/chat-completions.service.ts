@@ -1,7 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { ApiError, LOGGER } from '@app/observability';
-import { GenerationContext, GenerationOutcome, StoredAnswer } from '../pipeline/generation-context';
+import {
+  GenerationContext,
+  GenerationOutcome,
+  generationOutcome,
+  StoredAnswer,
+} from '../pipeline/generation-context';
 import { GenerationPipeline } from '../pipeline/generation-pipeline.service';
 import { ProviderConfig } from '../providers/provider.types';
 import { ProviderRegistry } from '../providers/provider-registry.service';
@@ -74,8 +79,9 @@ export class ChatCompletionsService {
   }
 
   private async complete(ctx: GenerationContext, routes: ProviderConfig[]): Promise<ChatResult> {
-    const body: Record<string, unknown> = { ...ctx.body, stream: false };
-    delete body.stream_options;
+    // The literal before the spread, and no `delete`: see generationOutcome for why.
+    const body: Record<string, unknown> = { stream: false, ...ctx.body, stream_options: undefined };
+    body.stream = false; // a client's `stream: null` is not passed on
     const routed = await this.alongsidePending(
       ctx,
       (signal) =>
@@ -86,13 +92,17 @@ export class ChatCompletionsService {
     );
     const completion = routed.value;
     ctx.responseHeaders['x-provider'] = routed.provider.name;
-    await this.finish(ctx, {
-      ...this.baseOutcome(ctx, routed.provider.name, routed.attempts),
-      status: 'succeeded',
-      statusCode: 200,
-      usage: completion.usage ?? this.estimateUsage(ctx, contentOf(completion)),
-      completion,
-    });
+    await this.finish(
+      ctx,
+      generationOutcome(ctx, {
+        status: 'succeeded',
+        statusCode: 200,
+        provider: routed.provider.name,
+        attempts: routed.attempts,
+        usage: completion.usage ?? this.estimateUsage(ctx, contentOf(completion)),
+        completion,
+      }),
+    );
     return { type: 'json', body: completion, provider: routed.provider.name };
   }
 
@@ -100,11 +110,9 @@ export class ChatCompletionsService {
     const clientWantsUsage =
       (ctx.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
     // Usage is always asked of the upstream (billing needs it) and passed on only when asked for.
-    const body = {
-      ...ctx.body,
-      stream: true,
-      stream_options: { ...(ctx.body.stream_options as object), include_usage: true },
-    };
+    // The literal before the spread (see generationOutcome). `stream` is already true here, and
+    // include_usage is the only field stream_options may have.
+    const body = { stream: true, ...ctx.body, stream_options: { include_usage: true } };
     // The first event is part of the attempt: a stream that dies before it is retried.
     const openToFirstEvent: AttemptFn<OpenStream> = async (client, call) => {
       const events = await client.chatStream(body, call);
@@ -239,31 +247,36 @@ export class ChatCompletionsService {
         },
         end.outcome === 'aborted' ? 'client left during a stream' : 'upstream stream cut',
       );
-    await this.finish(ctx, {
-      ...this.baseOutcome(ctx, attempt.provider.name, attempts),
-      status: complete ? 'succeeded' : 'partial',
-      statusCode: 200,
-      usage,
-      completion: complete ? completion : undefined,
-      endReason: complete
-        ? undefined
-        : end.outcome === 'aborted'
-          ? 'client_closed'
-          : 'upstream_cut',
-    });
+    await this.finish(
+      ctx,
+      generationOutcome(ctx, {
+        status: complete ? 'succeeded' : 'partial',
+        statusCode: 200,
+        provider: attempt.provider.name,
+        attempts,
+        usage,
+        completion: complete ? completion : undefined,
+        endReason: complete
+          ? undefined
+          : end.outcome === 'aborted'
+            ? 'client_closed'
+            : 'upstream_cut',
+      }),
+    );
   }
 
   private async answerFromStore(ctx: GenerationContext, stored: StoredAnswer): Promise<ChatResult> {
     const completion = stored.body as ChatCompletion;
     ctx.responseHeaders['x-provider'] = stored.provider;
-    const outcome: GenerationOutcome = {
-      ...this.baseOutcome(ctx, stored.provider, 0),
+    const outcome = generationOutcome(ctx, {
       status: 'succeeded',
       statusCode: 200,
+      provider: stored.provider,
+      attempts: 0,
       cached: true,
       usage: completion.usage ?? null,
       completion,
-    };
+    });
     if (!ctx.stream) {
       await this.finish(ctx, outcome);
       return { type: 'json', body: completion, provider: stored.provider };
@@ -344,26 +357,15 @@ export class ChatCompletionsService {
     };
   }
 
-  private baseOutcome(ctx: GenerationContext, provider: string | null, attempts: number) {
-    return {
-      model: ctx.model,
-      provider,
-      cached: false,
-      images: 0,
-      attempts,
-      latencyMs: performance.now() - ctx.startedAt,
-    };
-  }
-
   private failedOutcome(ctx: GenerationContext, err: unknown): GenerationOutcome {
     const error = err instanceof ApiError ? err : undefined;
-    return {
-      ...this.baseOutcome(ctx, null, 0),
+    return generationOutcome(ctx, {
       status: 'failed',
       statusCode: error?.status ?? 500,
-      usage: null,
+      provider: null,
+      attempts: 0,
       error,
-    };
+    });
   }
 
   private async finish(ctx: GenerationContext, outcome: GenerationOutcome): Promise<void> {

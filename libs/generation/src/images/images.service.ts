@@ -1,6 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { ApiError } from '@app/observability';
-import { GenerationContext, GenerationOutcome } from '../pipeline/generation-context';
+import {
+  GenerationContext,
+  generationOutcome,
+  OutcomeFields,
+} from '../pipeline/generation-context';
 import { GenerationPipeline } from '../pipeline/generation-pipeline.service';
 import { ProviderRegistry } from '../providers/provider-registry.service';
 import { UpstreamRouter } from '../routing/upstream-router.service';
@@ -17,19 +21,12 @@ export class ImagesService {
 
   async generate(ctx: GenerationContext): Promise<ImagesResponse> {
     let finished = false;
-    const finish = async (outcome: GenerationOutcome) => {
+    const finish = async (fields: OutcomeFields) => {
       finished = true;
+      const outcome = generationOutcome(ctx, fields);
       ctx.onOutcome?.(outcome);
       await this.pipeline.finish(ctx, outcome);
     };
-    const base = (provider: string | null, attempts: number) => ({
-      model: ctx.model,
-      provider,
-      cached: false,
-      usage: null,
-      attempts,
-      latencyMs: performance.now() - ctx.startedAt,
-    });
     try {
       const routes = this.registry.routesFor(ctx.model);
       await this.pipeline.admit(ctx);
@@ -39,8 +36,9 @@ export class ImagesService {
         const body = stored.body as ImagesResponse;
         ctx.responseHeaders['x-provider'] = stored.provider;
         await finish({
-          ...base(stored.provider, 0),
           status: 'succeeded',
+          provider: stored.provider,
+          attempts: 0,
           statusCode: 200,
           cached: true,
           images: body.data.length,
@@ -56,8 +54,9 @@ export class ImagesService {
       );
       ctx.responseHeaders['x-provider'] = routed.provider.name;
       await finish({
-        ...base(routed.provider.name, routed.attempts),
         status: 'succeeded',
+        provider: routed.provider.name,
+        attempts: routed.attempts,
         statusCode: 200,
         images: routed.value.data.length,
         imagesResponse: routed.value,
@@ -67,8 +66,9 @@ export class ImagesService {
       if (!finished) {
         const error = err instanceof ApiError ? err : undefined;
         await finish({
-          ...base(null, 0),
           status: 'failed',
+          provider: null,
+          attempts: 0,
           statusCode: error?.status ?? 500,
           images: 0,
           error,

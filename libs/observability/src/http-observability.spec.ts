@@ -1,0 +1,40 @@
+import Fastify from 'fastify';
+import { Writable } from 'node:stream';
+import { sameHiddenClass } from '../../../test/support/hidden-class';
+import { CompletedRequest, installHttpObservability } from './http-observability';
+import { createLogger } from './logger';
+import { annotateRequest } from './request-annotations';
+
+describe('completed requests handed to the request log', () => {
+  it('carry the request fields and annotations, in one hidden class for every request', async () => {
+    const completed: CompletedRequest[] = [];
+    const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
+    const app = Fastify();
+    installHttpObservability(app, createLogger('info', discard), (done) => completed.push(done));
+    app.post('/v1/chat/completions', async (request) => {
+      const n = completed.length;
+      annotateRequest(request, { userId: 'user-1', model: `m${n % 3}`, promptTokens: n });
+      if (n % 2) annotateRequest(request, { credits: 0.5 });
+      return { ok: true };
+    });
+    await app.ready();
+    // Enough requests for V8 to optimise the response hook: a spread keeps one hidden class only
+    // until then (test/support/hidden-class.ts).
+    for (let i = 0; i < 300; i++)
+      await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: {} });
+    await app.close();
+
+    expect(completed).toHaveLength(300);
+    expect(completed[299]).toMatchObject({
+      userId: 'user-1',
+      model: 'm2',
+      promptTokens: 299,
+      credits: 0.5,
+      method: 'POST',
+      route: '/v1/chat/completions',
+      statusCode: 200,
+    });
+    expect(sameHiddenClass(completed[298], completed[299])).toBe(true);
+    expect(sameHiddenClass(completed[0], completed[299])).toBe(true);
+  });
+});
