@@ -1,4 +1,5 @@
 import { Body, Controller, Get, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiKeyGuard, CurrentPrincipal, Principal, RequireScopes } from '@app/auth';
 import { ChatCompletionsService } from './chat/chat-completions.service';
@@ -9,6 +10,13 @@ import { imagesRequestSchema } from './images/images-request.schema';
 import { GenerationContextFactory } from './pipeline/generation-context.factory';
 import { parseBody } from './pipeline/validation';
 import { ProviderRegistry } from './providers/provider-registry.service';
+
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  connection: 'keep-alive',
+  'x-accel-buffering': 'no',
+};
 
 /** The OpenAI-compatible public API: the official SDKs work with baseURL pointed here. */
 @Controller('v1')
@@ -56,14 +64,14 @@ export class GenerationController {
     }
     // From here the response is ours to write: status and headers go out with the first chunk.
     reply.hijack();
-    reply.raw.writeHead(200, {
+    // A literal first and the spreads after it, not `{ ...headers, 'content-type': … }`: see
+    // generationOutcome. The SSE headers are set again last, so they win as before.
+    const headers: OutgoingHttpHeaders = {
+      'content-type': SSE_HEADERS['content-type'],
       ...(reply.getHeaders() as Record<string, string>),
       ...ctx.responseHeaders,
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
+    };
+    reply.raw.writeHead(200, Object.assign(headers, SSE_HEADERS));
     await result.pipe(new ResponseSseSink(reply.raw));
   }
 

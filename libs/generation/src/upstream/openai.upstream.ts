@@ -196,20 +196,30 @@ function errorDetail(text: string): UpstreamErrorDetail {
 }
 
 function eventStream(res: Dispatcher.ResponseData, call: UpstreamCall): UpstreamEventStream {
-  const parser = new SseParser();
-  async function* events(): AsyncGenerator<SseEvent> {
-    try {
-      for await (const chunk of res.body) yield* parser.push(chunk as Buffer);
-      yield* parser.flush();
-    } catch (err) {
-      throw toFailure(err, call.signal);
-    }
-  }
-  const iterator = events();
+  const iterator = sseEvents(res, call);
   return {
     [Symbol.asyncIterator]: () => iterator,
     close: () => {
       if (!res.body.destroyed) res.body.destroy();
     },
   };
+}
+
+/**
+ * At module level, not declared inside eventStream: a generator function declared per stream
+ * brings a prototype object of its own, and on Node 20 the hidden class V8 then makes for it in
+ * the old generation kept each stream's objects alive through young-generation GCs
+ * (docs/performance.md, item 16).
+ */
+async function* sseEvents(
+  res: Dispatcher.ResponseData,
+  call: UpstreamCall,
+): AsyncGenerator<SseEvent> {
+  const parser = new SseParser();
+  try {
+    for await (const chunk of res.body) yield* parser.push(chunk as Buffer);
+    yield* parser.flush();
+  } catch (err) {
+    throw toFailure(err, call.signal);
+  }
 }
