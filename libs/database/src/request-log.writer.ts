@@ -28,9 +28,8 @@ const PARTITION_DAYS_AHEAD = 3;
 const COLUMNS = 15;
 
 /**
- * The columns request_logs stores, copied into one literal with every field. Not
- * `{ ...entry, createdAt }`: on Node 20 (V8 11) a spread object given a property its source
- * lacks gets a hidden class of its own on every call (docs/performance.md, item 16).
+ * The columns request_logs stores, in one literal with every field (not `{ ...entry, createdAt }`,
+ * which on Node 20 makes a hidden class per call: docs/performance.md, item 16).
  */
 export function requestLogRow(e: RequestLogEntry): RequestLogEntry {
   return {

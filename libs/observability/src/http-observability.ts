@@ -15,10 +15,8 @@ export interface CompletedRequest extends RequestAnnotations {
 }
 
 /**
- * One literal with every field, not `{ ...annotations, requestId, … }`: on Node 20 (V8 11) an
- * object made by a spread and then given a property its source lacks gets a hidden class of its
- * own on every call, which lives in the old generation and kept each request's objects alive
- * through young-generation GCs (docs/performance.md, item 16).
+ * One literal with every field, not `{ ...annotations, requestId, … }`, which on Node 20 makes a
+ * hidden class per call (docs/performance.md, item 16).
  */
 function completedRequest(
   annotations: RequestAnnotations,

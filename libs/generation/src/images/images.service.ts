@@ -70,7 +70,6 @@ export class ImagesService {
           provider: null,
           attempts: 0,
           statusCode: error?.status ?? 500,
-          images: 0,
           error,
         });
       }

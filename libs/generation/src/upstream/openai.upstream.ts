@@ -206,10 +206,8 @@ function eventStream(res: Dispatcher.ResponseData, call: UpstreamCall): Upstream
 }
 
 /**
- * At module level, not declared inside eventStream: a generator function declared per stream
- * brings a prototype object of its own, and on Node 20 the hidden class V8 then makes for it in
- * the old generation kept each stream's objects alive through young-generation GCs
- * (docs/performance.md, item 16).
+ * At module level: a generator function declared per stream brings a prototype object, and a
+ * hidden class, of its own on every stream (docs/performance.md, item 16).
  */
 async function* sseEvents(
   res: Dispatcher.ResponseData,
