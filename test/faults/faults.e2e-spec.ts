@@ -46,6 +46,10 @@ interface Phase {
 
 // The drills kill and restart their own redis-server: without one on the PATH they cannot run.
 // Skipped loudly outside CI; under CI=true a missing tool is a failure, never a skip.
+/** A stream the upstream cut: the client got a 200 whose body ended before `[DONE]`. */
+const isCutStream = (r: LoadRecord): boolean =>
+  r.op === 'stream' && r.status === 200 && !r.complete;
+
 const HAS_REDIS_SERVER = spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
 if (!HAS_REDIS_SERVER && process.env.CI !== 'true')
   process.stdout.write('\n[faults] redis-server not on PATH: fault drills SKIPPED\n\n');
@@ -292,6 +296,15 @@ pricing:
         load.setMix({ stream: 6, chat: 1, image: 1, job: 1 });
         primary.always({ mode: 'cut', afterChunks: 2 });
       },
+      // The breaker may open on non-stream failures before a stream is cut; its half-open
+      // probes (every CB_OPEN_MS) then let more streams through, so wait for one to be cut.
+      during: async () => {
+        await waitUntil(
+          async () => load.inPhase('upstream-truncated').some(isCutStream),
+          10_000,
+          'a cut stream reaches the client',
+        );
+      },
       restore: () => {
         primary.always({ mode: 'ok' });
         load.setMix(BASE_MIX);
@@ -299,7 +312,7 @@ pricing:
       after: (records) => {
         // Cut streams reach the client as a 200 that ends early; they are billed for what was
         // delivered (checked with the ledger at the end).
-        const cut = records.filter((r) => r.op === 'stream' && r.status === 200 && !r.complete);
+        const cut = records.filter(isCutStream);
         expect(cut.length).toBeGreaterThan(0);
       },
     }),
