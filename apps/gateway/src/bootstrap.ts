@@ -9,6 +9,7 @@ import {
   installHttpObservability,
   PinoNestLogger,
   requestIdFrom,
+  stdoutDestination,
 } from '@app/observability';
 import { AppModule } from './app.module';
 import { installHttpHardening, serverOptions } from './http-hardening';
@@ -27,7 +28,10 @@ export async function createGateway(
   logDestination?: DestinationStream,
 ): Promise<GatewayApp> {
   installLeanAsyncResourceBind();
-  const logger = createLogger(config.logging.level, logDestination);
+  const logger = createLogger(
+    config.logging.level,
+    logDestination ?? stdoutDestination(config.logging.sync),
+  );
   const adapter = new FastifyAdapter({
     bodyLimit: config.http.bodyLimitBytes,
     genReqId: (req: { headers: Record<string, string | string[] | undefined> }) =>

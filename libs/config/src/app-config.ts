@@ -122,7 +122,7 @@ function buildConfig(env: NodeJS.ProcessEnv) {
       halfOpenSuccesses: e.CB_HALF_OPEN_SUCCESSES,
       allowForceOpen: e.ALLOW_FORCE_OPEN,
     },
-    logging: { level: e.LOG_LEVEL },
+    logging: { level: e.LOG_LEVEL, sync: e.LOG_SYNC },
     metrics: { user: e.METRICS_USER, password: e.METRICS_PASSWORD },
     providersFile: e.PROVIDERS_FILE,
     /** `${VAR}` substitution in PROVIDERS_FILE reads the environment through this lookup only. */

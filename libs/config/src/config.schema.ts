@@ -180,6 +180,7 @@ export const envSchema = z.object({
       message: 'expected fatal, error, warn, info, debug, trace or silent',
     })
     .default('info'),
+  LOG_SYNC: bool(false),
   METRICS_USER: z.string().optional(),
   METRICS_PASSWORD: z.string().optional(),
   PROVIDERS_FILE: z.string().default('config/providers.yaml'),

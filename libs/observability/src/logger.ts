@@ -68,7 +68,20 @@ export function scrubSecrets(text: string): string {
   return out;
 }
 
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+/**
+ * Standard output as pino's destination. Asynchronous (the default): each write is handed to
+ * libuv's thread pool, so a slow reader of stdout grows the buffer instead of stalling requests.
+ * Synchronous (LOG_SYNC=true, pino's own default): one write(2) on the event loop per flush,
+ * cheaper per line (docs/performance.md, item 17), but a full stdout pipe blocks the process.
+ */
+export function stdoutDestination(sync: boolean): DestinationStream {
+  return pino.destination({ fd: 1, sync });
+}
+
+export function createLogger(
+  level: string,
+  destination: DestinationStream = stdoutDestination(false),
+): Logger {
   return pino(
     {
       level,
@@ -85,6 +98,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
         },
       },
     },
-    destination ?? pino.destination({ fd: 1, sync: false }),
+    destination,
   );
 }
