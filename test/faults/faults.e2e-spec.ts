@@ -44,12 +44,12 @@ interface Phase {
   after?(records: LoadRecord[]): Promise<void> | void;
 }
 
-// The drills kill and restart their own redis-server: without one on the PATH they cannot run.
-// Skipped loudly outside CI; under CI=true a missing tool is a failure, never a skip.
 /** A stream the upstream cut: the client got a 200 whose body ended before `[DONE]`. */
 const isCutStream = (r: LoadRecord): boolean =>
   r.op === 'stream' && r.status === 200 && !r.complete;
 
+// The drills kill and restart their own redis-server: without one on the PATH they cannot run.
+// Skipped loudly outside CI; under CI=true a missing tool is a failure, never a skip.
 const HAS_REDIS_SERVER = spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
 if (!HAS_REDIS_SERVER && process.env.CI !== 'true')
   process.stdout.write('\n[faults] redis-server not on PATH: fault drills SKIPPED\n\n');

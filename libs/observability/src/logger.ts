@@ -71,8 +71,8 @@ export function scrubSecrets(text: string): string {
 /**
  * Standard output as pino's destination. Asynchronous (the default): each write is handed to
  * libuv's thread pool, so a slow reader of stdout grows the buffer instead of stalling requests.
- * Synchronous (LOG_SYNC=true, pino's own default): one write(2) on the event loop per flush,
- * cheaper per line (docs/performance.md, item 17), but a full stdout pipe blocks the process.
+ * Synchronous (LOG_SYNC=true): one write(2) per line on the event loop, cheaper per line
+ * (docs/performance.md, item 17), but a full stdout pipe blocks the process.
  */
 export function stdoutDestination(sync: boolean): DestinationStream {
   return pino.destination({ fd: 1, sync });
