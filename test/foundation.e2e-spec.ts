@@ -137,7 +137,7 @@ describe('foundation: log redaction', () => {
         done();
       },
     });
-    const logger = createLogger('info', sink);
+    const logger = createLogger({ level: 'info' }, sink);
     logger.info(
       { headers: { authorization: 'Bearer sk-sy-supersecretvalue123', cookie: 'sso=abcdef' } },
       'incoming',

@@ -1,8 +1,9 @@
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '@app/config';
+import { exited, spawnUntil } from './support/child-process';
 import { createTestDatabase, dropDatabase } from './support/gateway';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -74,50 +75,40 @@ describe('logging: a gateway process with LOG_SYNC=true', () => {
   });
 
   it('writes its start line and one access line per request to stdout, and stops cleanly', async () => {
-    let stdout = '';
-    let stderr = '';
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH ?? '',
-      NODE_ENV: 'test',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'info',
-      LOG_SYNC: 'true',
-      DATABASE_URL: databaseUrl,
-      SESSION_HEALTH_CHECK_INTERVAL: '3600',
-    };
-    const proc = spawn(process.execPath, ['-r', TS_REGISTER, 'apps/gateway/src/main.ts'], {
-      cwd: ROOT,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child = proc;
-    proc.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    proc.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => proc.once('exit', resolve));
-
-    const jsonLines = () =>
-      stdout
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const deadline = Date.now() + 60_000;
-    let listening: Record<string, unknown> | undefined;
-    while (!listening && Date.now() < deadline && proc.exitCode === null) {
-      listening = jsonLines().find((l) => l.msg === 'Switchyard listening');
-      if (!listening) await new Promise((r) => setTimeout(r, 100));
-    }
-    expect({ listening: Boolean(listening), stderr }).toEqual({ listening: true, stderr: '' });
-    const url = listening!.url as string;
-
+    const started = await spawnUntil(
+      process.execPath,
+      ['-r', TS_REGISTER, 'apps/gateway/src/main.ts'],
+      {
+        PATH: process.env.PATH ?? '',
+        NODE_ENV: 'test',
+        PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'info',
+        LOG_SYNC: 'true',
+        DATABASE_URL: databaseUrl,
+        SESSION_HEALTH_CHECK_INTERVAL: '3600',
+      },
+      /Switchyard listening/,
+    );
+    child = started.child;
+    const url = (JSON.parse(started.line) as { url: string }).url;
     for (let i = 0; i < 3; i++) {
       const res = await fetch(`${url}/v1/models`, { headers: { 'x-request-id': `sync-${i}` } });
       expect(res.status).toBe(401);
     }
-    proc.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    child.kill('SIGTERM');
+    expect(await exited(child)).toBe(0);
 
-    const access = jsonLines().filter(
+    const lines = started
+      .stdout()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect({
+      listening: lines.some((l) => l.msg === 'Switchyard listening'),
+      stderr: started.stderr(),
+    }).toEqual({ listening: true, stderr: '' });
+    const access = lines.filter(
       (l) => l.msg === 'request completed' && String(l.request_id).startsWith('sync-'),
     );
     expect(access.map((l) => [l.request_id, l.status, l.route])).toEqual([

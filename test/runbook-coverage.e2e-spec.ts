@@ -30,6 +30,7 @@ import {
   TestGateway,
   uniqueRedisPrefix,
 } from './support/gateway';
+import { exited, spawnUntil } from './support/child-process';
 import { testEnv } from './support/test-env';
 import {
   bash,
@@ -498,48 +499,6 @@ const redisCli = requireToolOrSkip('redis-cli', 'redis-tools');
 const amtool = requireToolOrSkip('amtool', 'prometheus-alertmanager');
 const alertmanagerBin = findTool('prometheus-alertmanager') ?? findTool('alertmanager');
 const tools = Boolean(psqlTool && jqTool && redisCli);
-
-/** Starts a child process and resolves with it once `ready` matched a line of its stdout. */
-function spawnUntil(
-  command: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  ready: RegExp,
-): Promise<{ child: ChildProcess; line: string; output: () => string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    let done = false;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${command} did not print ${ready}:\n${output.slice(-3000)}`));
-    }, 90_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const line = output.split('\n').find((l) => ready.test(l));
-      if (line && !done) {
-        done = true;
-        clearTimeout(timer);
-        resolve({ child, line, output: () => output });
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.on('exit', (code) => {
-      if (!done) {
-        clearTimeout(timer);
-        reject(new Error(`${command} exited with ${code}:\n${output.slice(-3000)}`));
-      }
-    });
-  });
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) resolve(child.exitCode);
-    else child.once('exit', (code) => resolve(code));
-  });
-}
 
 function filesIn(dir: string, suffix: string): string[] {
   return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(suffix)) : [];

@@ -27,7 +27,7 @@ export async function runCli(
   if (!config) return 1;
   config.backgroundTasks = false;
   // Logs go to stderr so that stdout carries only the command's output (keys, tables).
-  const logger = createLogger(env.LOG_LEVEL ?? 'warn', process.stderr as never);
+  const logger = createLogger({ level: env.LOG_LEVEL ?? 'warn' }, process.stderr as never);
   let app: INestApplicationContext | undefined;
   const ctx: CliContext = {
     config,

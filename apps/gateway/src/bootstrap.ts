@@ -9,7 +9,6 @@ import {
   installHttpObservability,
   PinoNestLogger,
   requestIdFrom,
-  stdoutDestination,
 } from '@app/observability';
 import { AppModule } from './app.module';
 import { installHttpHardening, serverOptions } from './http-hardening';
@@ -28,10 +27,7 @@ export async function createGateway(
   logDestination?: DestinationStream,
 ): Promise<GatewayApp> {
   installLeanAsyncResourceBind();
-  const logger = createLogger(
-    config.logging.level,
-    logDestination ?? stdoutDestination(config.logging.sync),
-  );
+  const logger = createLogger(config.logging, logDestination);
   const adapter = new FastifyAdapter({
     bodyLimit: config.http.bodyLimitBytes,
     genReqId: (req: { headers: Record<string, string | string[] | undefined> }) =>

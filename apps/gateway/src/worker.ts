@@ -9,7 +9,7 @@ import { register } from 'prom-client';
 import { AppConfig, loadConfigOrExit } from '@app/config';
 import { DatabaseService } from '@app/database';
 import { LifecycleService } from '@app/health';
-import { createLogger, PinoNestLogger, stdoutDestination } from '@app/observability';
+import { createLogger, PinoNestLogger } from '@app/observability';
 import { AppModule } from './app.module';
 
 export interface WorkerApp {
@@ -31,10 +31,7 @@ export async function createWorker(
   logDestination?: DestinationStream,
 ): Promise<WorkerApp> {
   config.jobs.workerEnabled = true;
-  const logger = createLogger(
-    config.logging.level,
-    logDestination ?? stdoutDestination(config.logging.sync),
-  ).child({ role: 'worker' });
+  const logger = createLogger(config.logging, logDestination).child({ role: 'worker' });
   const app = await NestFactory.createApplicationContext(AppModule.forRoot(config, logger), {
     logger: new PinoNestLogger(logger),
     abortOnError: false,

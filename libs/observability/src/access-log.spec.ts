@@ -50,7 +50,7 @@ async function gateway(
 describe('access log line ("request completed")', () => {
   it('has the request fields and the allow-listed annotations, as pino would write them', async () => {
     const out = sink();
-    const logger = createLogger('info', out.stream);
+    const logger = createLogger({ level: 'info' }, out.stream);
     const app = await gateway(logger, {
       userId: 'user-1',
       apiKeyId: 'key-1',
@@ -118,8 +118,8 @@ describe('access log line ("request completed")', () => {
   it('writes exactly what logger.info would, bindings and level formatting included', async () => {
     const fast = sink();
     const slow = sink();
-    const fastLogger = createLogger('info', fast.stream).child({ role: 'gateway' });
-    const slowLogger = createLogger('info', slow.stream).child({ role: 'gateway' });
+    const fastLogger = createLogger({ level: 'info' }, fast.stream).child({ role: 'gateway' });
+    const slowLogger = createLogger({ level: 'info' }, slow.stream).child({ role: 'gateway' });
     const entry = {
       requestId: 'r-1',
       method: 'GET',
@@ -148,7 +148,7 @@ describe('access log line ("request completed")', () => {
 
   it('cannot carry a secret from an annotation or a header', async () => {
     const out = sink();
-    const logger = createLogger('info', out.stream);
+    const logger = createLogger({ level: 'info' }, out.stream);
     const app = await gateway(logger, {
       userId: 'user-1',
       model: `my-model ${SECRETS.skKey}`,
@@ -199,7 +199,7 @@ describe('access log line ("request completed")', () => {
 
   it('replaces a key-shaped request id from a custom genReqId whole', async () => {
     const out = sink();
-    createAccessLogWriter(createLogger('info', out.stream))({
+    createAccessLogWriter(createLogger({ level: 'info' }, out.stream))({
       requestId: 'sk-proj-abcdefghijkl',
       method: 'GET',
       route: '/x',
@@ -213,7 +213,7 @@ describe('access log line ("request completed")', () => {
 
   it('respects the log level, also when it changes at run time', async () => {
     const out = sink();
-    const logger = createLogger('warn', out.stream);
+    const logger = createLogger({ level: 'warn' }, out.stream);
     const write = createAccessLogWriter(logger);
     const entry = {
       requestId: 'r-1',
@@ -232,7 +232,7 @@ describe('access log line ("request completed")', () => {
 
   it('falls back to the regular logger when a hand-built line would skip something', async () => {
     const out = sink();
-    const base = createLogger('info', out.stream);
+    const base = createLogger({ level: 'info' }, out.stream);
     const logger = base.child({}, { msgPrefix: '[gw] ' });
     createAccessLogWriter(logger)({
       requestId: 'r-1',
@@ -279,7 +279,7 @@ describe('request ids', () => {
 describe('other log calls are still redacted', () => {
   it('redacts secret paths and scrubs free text', async () => {
     const out = sink();
-    const logger = createLogger('info', out.stream);
+    const logger = createLogger({ level: 'info' }, out.stream);
     logger.info({ headers: { authorization: SECRETS.bearer }, nested: { token: 'tkn-1234' } }, 'x');
     logger.warn(`upstream echoed ${SECRETS.skKey}`);
     await tick();

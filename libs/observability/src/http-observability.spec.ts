@@ -10,7 +10,9 @@ describe('completed requests handed to the request log', () => {
     const completed: CompletedRequest[] = [];
     const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
     const app = Fastify();
-    installHttpObservability(app, createLogger('info', discard), (done) => completed.push(done));
+    installHttpObservability(app, createLogger({ level: 'info' }, discard), (done) =>
+      completed.push(done),
+    );
     app.post('/v1/chat/completions', async (request) => {
       const n = completed.length;
       annotateRequest(request, { userId: 'user-1', model: `m${n % 3}`, promptTokens: n });

@@ -78,13 +78,20 @@ export function stdoutDestination(sync: boolean): DestinationStream {
   return pino.destination({ fd: 1, sync });
 }
 
+/** LOG_LEVEL and LOG_SYNC, as AppConfig.logging holds them. */
+export interface LoggerSettings {
+  level: string;
+  sync?: boolean;
+}
+
+/** `destination` replaces stdout (tests, the CLI's stderr); LOG_SYNC then does not apply. */
 export function createLogger(
-  level: string,
-  destination: DestinationStream = stdoutDestination(false),
+  settings: LoggerSettings,
+  destination: DestinationStream = stdoutDestination(settings.sync ?? false),
 ): Logger {
   return pino(
     {
-      level,
+      level: settings.level,
       base: { service: 'switchyard' },
       timestamp: pino.stdTimeFunctions.isoTime,
       messageKey: 'msg',
