@@ -42,6 +42,67 @@ describe('request logs', () => {
     }
   });
 
+  it('stores every column as recorded, whatever characters its strings hold', async () => {
+    const gw = await startGateway();
+    const awkward = `quote " backslash \\ comma , braces {} NULL \\N tab\tnewline\n émoji 🚦`;
+    const at = new Date(Date.now() - 60_000); // today's partition, milliseconds kept
+    at.setUTCMilliseconds(123);
+    const keyId = '6f1c1c3e-8f55-4e0b-9a43-2f4f0f0f0f01';
+    try {
+      const writer = gw.gateway.app.get(RequestLogWriter);
+      writer.record({
+        requestId: awkward,
+        apiKeyId: keyId,
+        userId: null,
+        method: 'POST',
+        route: '/v1/chat/completions',
+        model: 'NULL',
+        provider: '',
+        statusCode: 502,
+        latencyMs: 12.345,
+        promptTokens: 10,
+        completionTokens: null,
+        cached: true,
+        credits: 42,
+        error: awkward,
+        createdAt: at,
+      });
+      await writer.flush();
+      const client = new Client({ connectionString: gw.databaseUrl });
+      await client.connect();
+      try {
+        const { rows } = await client.query(
+          `SELECT request_id, api_key_id, user_id, method, route, model, provider, status_code, latency_ms,
+             prompt_tokens, completion_tokens, cached, credits::int AS credits, error, created_at
+           FROM request_logs`,
+        );
+        expect(rows).toEqual([
+          {
+            request_id: awkward,
+            api_key_id: keyId,
+            user_id: null,
+            method: 'POST',
+            route: '/v1/chat/completions',
+            model: 'NULL',
+            provider: '',
+            status_code: 502,
+            latency_ms: 12.345,
+            prompt_tokens: 10,
+            completion_tokens: null,
+            cached: true,
+            credits: 42,
+            error: awkward,
+            created_at: at,
+          },
+        ]);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('keeps rows in a bounded buffer while Postgres is unreachable and writes them when it returns', async () => {
     const dbUrl = await createTestDatabase();
     const target = new URL(testEnv.adminDatabaseUrl);

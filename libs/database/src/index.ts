@@ -10,4 +10,4 @@ export type { Queryable } from './database.service';
 export { isConnectionError, databaseUnavailable } from './database.errors';
 export { EmbeddedPostgres } from './embedded-postgres';
 export { RequestLogWriter } from './request-log.writer';
-export type { RequestLogEntry } from './request-log.writer';
+export type { RequestLogEntry } from './request-log.types';

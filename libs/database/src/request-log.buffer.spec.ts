@@ -1,0 +1,117 @@
+import { REQUEST_LOG_BATCH_ROWS, RequestLogBatch, RequestLogBuffer } from './request-log.buffer';
+import type { RequestLogEntry } from './request-log.types';
+
+const entry = (i: number, extra: Partial<RequestLogEntry> = {}): RequestLogEntry => ({
+  requestId: `req-${i}`,
+  method: 'POST',
+  route: '/v1/chat/completions',
+  statusCode: 200,
+  latencyMs: i + 0.25,
+  ...extra,
+});
+
+const requestIds = (batch: RequestLogBatch | undefined): string[] => batch!.columns()[0];
+
+describe('RequestLogBatch', () => {
+  it('gives back every field in INSERT column order, with nulls where a field is missing', () => {
+    const batch = new RequestLogBatch();
+    const at = new Date('2026-11-23T10:00:00.123Z');
+    batch.push(
+      entry(1, {
+        apiKeyId: 'k',
+        userId: 'u',
+        model: 'm',
+        provider: 'p',
+        statusCode: 402,
+        promptTokens: 12,
+        completionTokens: 0,
+        cached: true,
+        credits: 7,
+        error: 'insufficient_credits',
+        createdAt: at,
+      }),
+    );
+    const before = Date.now();
+    batch.push(entry(2));
+    expect(batch.columns()).toEqual([
+      ['req-1', 'req-2'],
+      ['k', null],
+      ['u', null],
+      ['POST', 'POST'],
+      ['/v1/chat/completions', '/v1/chat/completions'],
+      ['m', null],
+      ['p', null],
+      [402, 200],
+      [1.25, 2.25],
+      [12, null],
+      [0, null],
+      [true, false],
+      [7, 0],
+      ['insufficient_credits', null],
+      [at.getTime(), expect.any(Number)],
+    ]);
+    expect(batch.columns()[14][1]).toBeGreaterThanOrEqual(before);
+  });
+
+  it('makes values Postgres would refuse storable, so one row cannot hold back the rest', () => {
+    const batch = new RequestLogBatch();
+    batch.push(entry(1, { promptTokens: 2 ** 40, completionTokens: -1, credits: 2.6 }));
+    batch.push(entry(2, { latencyMs: NaN, promptTokens: 3.9 }));
+    const columns = batch.columns();
+    expect(columns[9]).toEqual([null, 3]);
+    expect(columns[10]).toEqual([null, null]);
+    expect(columns[12]).toEqual([3, 0]);
+    expect(columns[8]).toEqual([1.25, 0]);
+  });
+
+  it('drops its oldest rows and reports how many it could drop', () => {
+    const batch = new RequestLogBatch();
+    for (let i = 0; i < 5; i++) batch.push(entry(i));
+    expect(batch.dropOldest(2)).toBe(2);
+    expect(batch.size).toBe(3);
+    expect(requestIds(batch)).toEqual(['req-2', 'req-3', 'req-4']);
+    expect(batch.columns()[8]).toEqual([2.25, 3.25, 4.25]);
+    expect(batch.dropOldest(10)).toBe(3);
+    expect(batch.size).toBe(0);
+  });
+});
+
+describe('RequestLogBuffer', () => {
+  it('fills batches of REQUEST_LOG_BATCH_ROWS rows, oldest first', () => {
+    const buffer = new RequestLogBuffer();
+    for (let i = 0; i < REQUEST_LOG_BATCH_ROWS + 3; i++) buffer.push(entry(i));
+    expect(buffer.size).toBe(REQUEST_LOG_BATCH_ROWS + 3);
+    const first = buffer.takeOldest()!;
+    expect(first.size).toBe(REQUEST_LOG_BATCH_ROWS);
+    expect(requestIds(first)[0]).toBe('req-0');
+    expect(buffer.size).toBe(3);
+    expect(requestIds(buffer.takeOldest())).toEqual(['req-500', 'req-501', 'req-502']);
+    expect(buffer.takeOldest()).toBeUndefined();
+    expect(buffer.size).toBe(0);
+  });
+
+  it('starts a new batch for rows recorded while the oldest is being written', () => {
+    const buffer = new RequestLogBuffer();
+    buffer.push(entry(1));
+    const writing = buffer.takeOldest()!;
+    buffer.push(entry(2));
+    expect(requestIds(writing)).toEqual(['req-1']);
+    buffer.putBack(writing); // the write failed: back in front of the newer row
+    expect(buffer.size).toBe(2);
+    expect(requestIds(buffer.takeOldest())).toEqual(['req-1']);
+    expect(requestIds(buffer.takeOldest())).toEqual(['req-2']);
+  });
+
+  it('trims to a bound by dropping the oldest rows across batches', () => {
+    const buffer = new RequestLogBuffer();
+    const total = REQUEST_LOG_BATCH_ROWS * 2 + 10;
+    for (let i = 0; i < total; i++) buffer.push(entry(i));
+    expect(buffer.trimTo(total)).toBe(0);
+    expect(buffer.trimTo(REQUEST_LOG_BATCH_ROWS - 5)).toBe(REQUEST_LOG_BATCH_ROWS + 15);
+    expect(buffer.size).toBe(REQUEST_LOG_BATCH_ROWS - 5);
+    const oldest = buffer.takeOldest()!;
+    expect(requestIds(oldest)[0]).toBe(`req-${REQUEST_LOG_BATCH_ROWS + 15}`);
+    expect(oldest.size).toBe(REQUEST_LOG_BATCH_ROWS - 15);
+    expect(requestIds(buffer.takeOldest())).toHaveLength(10);
+  });
+});
