@@ -1,7 +1,7 @@
 export { ApiError } from './api-error';
 export type { ApiErrorType } from './api-error';
 export { ApiExceptionFilter, toEnvelope } from './api-exception.filter';
-export { createLogger, scrubSecrets, REDACT_PATHS } from './logger';
+export { createLogger, scrubSecrets, redactLogFields } from './logger';
 export { PinoNestLogger } from './nest-logger';
 export { installHttpObservability, requestIdFrom } from './http-observability';
 export type { CompletedRequest } from './http-observability';
