@@ -67,6 +67,12 @@ const LINES: Record<string, unknown>[] = [
   { req: { headers: { authorization: 'a', cookie: 'c', 'x-api-key': 'k', host: 'h' }, url: '/' } },
   { req: { token: 't', headers: { Authorization: 'A', Cookie: 'C' } } },
   { nested: { Authorization: 'A', Cookie: 'C', password: 'p', deeper: { token: 'not reached' } } },
+  {
+    creds: {
+      ...{ api_key: 'a', apiKey: 'b', key: 'c', access_token: 'd', cookie_text: 'e' },
+      ...{ secret: 'f', token: 'g', password: 'h', authorization: 'i', cookie: 'j' },
+    },
+  },
   { list: [{ token: 'in an array' }], count: 3, ok: true, none: null },
   { token: null, key: undefined, nested: { secret: null, token: undefined } },
   { err: tokenError, request_id: 'r1' },
