@@ -69,8 +69,16 @@ const LINES: Record<string, unknown>[] = [
   { nested: { Authorization: 'A', Cookie: 'C', password: 'p', deeper: { token: 'not reached' } } },
   {
     creds: {
-      ...{ api_key: 'a', apiKey: 'b', key: 'c', access_token: 'd', cookie_text: 'e' },
-      ...{ secret: 'f', token: 'g', password: 'h', authorization: 'i', cookie: 'j' },
+      api_key: 'a',
+      apiKey: 'b',
+      key: 'c',
+      access_token: 'd',
+      cookie_text: 'e',
+      secret: 'f',
+      token: 'g',
+      password: 'h',
+      authorization: 'i',
+      cookie: 'j',
     },
   },
   { list: [{ token: 'in an array' }], count: 3, ok: true, none: null },
