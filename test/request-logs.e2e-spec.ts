@@ -103,6 +103,30 @@ describe('request logs', () => {
     }
   });
 
+  it("writes the row of a client's request whose model holds a NUL, and the rows behind it", async () => {
+    const key = 'sk-sy-requestlogs-nul-0123456789abcdef';
+    const gw = await startGateway({ env: { API_KEYS: key } });
+    try {
+      const send = (model: string) =>
+        fetch(`${gw.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
+        });
+      const poisoned = await send('bad\u0000model');
+      expect(poisoned.status).toBeGreaterThanOrEqual(400);
+      expect(poisoned.status).toBeLessThan(500);
+      await send('another-unknown-model');
+      const writer = gw.gateway.app.get(RequestLogWriter);
+      await writer.flush();
+      expect(writer.pending).toBe(0);
+      expect(await countRows(gw.databaseUrl, `model = 'bad\uFFFDmodel'`)).toBe(1);
+      expect(await countRows(gw.databaseUrl, `model = 'another-unknown-model'`)).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('keeps rows in a bounded buffer while Postgres is unreachable and writes them when it returns', async () => {
     const dbUrl = await createTestDatabase();
     const target = new URL(testEnv.adminDatabaseUrl);

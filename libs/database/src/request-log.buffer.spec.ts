@@ -56,8 +56,10 @@ describe('RequestLogBatch', () => {
   it('makes values Postgres would refuse storable, so one row cannot hold back the rest', () => {
     const batch = new RequestLogBatch();
     batch.push(entry(1, { promptTokens: 2 ** 40, completionTokens: -1, credits: 2.6 }));
-    batch.push(entry(2, { latencyMs: NaN, promptTokens: 3.9 }));
+    batch.push(entry(2, { latencyMs: NaN, promptTokens: 3.9, model: 'a\u0000b', error: '\u0000' }));
     const columns = batch.columns();
+    expect(columns[5]).toEqual([null, 'a\uFFFDb']);
+    expect(columns[13]).toEqual([null, '\uFFFD']);
     expect(columns[9]).toEqual([null, 3]);
     expect(columns[10]).toEqual([null, null]);
     expect(columns[12]).toEqual([3, 0]);

@@ -6,6 +6,11 @@ export const REQUEST_LOG_BATCH_ROWS = 500;
 /** The largest value Postgres's `integer` takes (prompt_tokens, completion_tokens). */
 const INT4_MAX = 2_147_483_647;
 
+/** Postgres text cannot hold NUL: a client's `model` of "a\u0000b" would fail its whole batch. */
+function storableText<T extends string>(text: T): T {
+  return text.replaceAll('\0', '\uFFFD') as T;
+}
+
 /** The arrays `INSERT … SELECT FROM unnest(…)` takes, in request_logs column order. */
 export type RequestLogColumns = [
   requestId: string[],
@@ -93,13 +98,14 @@ export class RequestLogBatch {
 
   /**
    * The rows as the INSERT's array parameters. A value Postgres would refuse (a token count
-   * beyond `integer`, a fractional credit) is made storable here, because one refused row would
-   * hold back every row buffered behind it.
+   * beyond `integer`, a fractional credit, a NUL in text) is made storable here, because one
+   * refused row would hold back every row buffered behind it.
    */
   columns(): RequestLogColumns {
     const from = this.start;
     const to = this.count;
-    const strings = <T>(column: T[]): T[] => column.slice(from, to);
+    const strings = <T extends string | null>(column: T[]): T[] =>
+      column.slice(from, to).map((v) => (v !== null && v.includes('\0') ? storableText(v) : v));
     const tokens = (column: Float64Array): (number | null)[] =>
       Array.from(column.subarray(from, to), (v) =>
         v >= 0 && v <= INT4_MAX ? Math.trunc(v) : null,
