@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { RequestLogWriter } from '@app/database';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
 import { MockUpstream, startMockUpstream, writeProvidersFile } from './support/mock-upstream';
@@ -890,6 +891,10 @@ pricing:
     );
     expect(charged).toEqual([]);
     expect(await ledgerProblems(gw.databaseUrl)).toEqual([]);
+    // Every row went to request_logs: no bad value (a NUL in a model name…) held back the buffer.
+    const requestLogs = gw.gateway.app.get(RequestLogWriter);
+    await requestLogs.flush();
+    expect(requestLogs.pending).toBe(0);
     expect(gw.logs.filter((l) => l.includes('"unhandled error"'))).toEqual([]);
     // Keys, tokens and credentials went into headers and bodies of all kinds: none in the logs.
     expect(secretsInLogs(gw.logs, [consumer.key, admin, 'sso=fuzz-session-credential'])).toEqual(
