@@ -38,7 +38,7 @@ export type RequestLogColumns = [
  * request (docs/performance.md, item 18).
  */
 export class RequestLogBatch {
-  /** Rows before `start` were dropped (the buffer's bound); rows are [start, length). */
+  /** Rows before `start` were dropped (the buffer's bound); the rows held are [start, count). */
   private start = 0;
   private count = 0;
   private readonly requestId: string[] = new Array(REQUEST_LOG_BATCH_ROWS);
