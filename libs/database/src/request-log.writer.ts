@@ -13,7 +13,7 @@ const PARTITION_DAYS_AHEAD = 3;
  * One statement text for every batch, whatever its size: fifteen array parameters rather than
  * fifteen per row, so Postgres neither parses nor plans a VALUES list per batch.
  */
-const INSERT_BATCH = `
+export const INSERT_BATCH = `
   INSERT INTO request_logs (request_id, api_key_id, user_id, method, route, model, provider, status_code,
     latency_ms, prompt_tokens, completion_tokens, cached, credits, error, created_at)
   SELECT request_id, api_key_id, user_id, method, route, model, provider, status_code,
