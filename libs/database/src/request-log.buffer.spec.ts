@@ -10,6 +10,9 @@ const entry = (i: number, extra: Partial<RequestLogEntry> = {}): RequestLogEntry
   ...extra,
 });
 
+const KEY_ID = '6f1c1c3e-8f55-4e0b-9a43-2f4f0f0f0f01';
+const USER_ID = '0b5f6a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5b';
+
 const requestIds = (batch: RequestLogBatch | undefined): string[] => batch!.columns()[0];
 
 describe('RequestLogBatch', () => {
@@ -18,8 +21,8 @@ describe('RequestLogBatch', () => {
     const at = new Date('2026-11-23T10:00:00.123Z');
     batch.push(
       entry(1, {
-        apiKeyId: 'k',
-        userId: 'u',
+        apiKeyId: KEY_ID,
+        userId: USER_ID,
         model: 'm',
         provider: 'p',
         statusCode: 402,
@@ -35,8 +38,8 @@ describe('RequestLogBatch', () => {
     batch.push(entry(2));
     expect(batch.columns()).toEqual([
       ['req-1', 'req-2'],
-      ['k', null],
-      ['u', null],
+      [KEY_ID, null],
+      [USER_ID, null],
       ['POST', 'POST'],
       ['/v1/chat/completions', '/v1/chat/completions'],
       ['m', null],
@@ -55,9 +58,12 @@ describe('RequestLogBatch', () => {
 
   it('makes values Postgres would refuse storable, so one row cannot hold back the rest', () => {
     const batch = new RequestLogBatch();
-    batch.push(entry(1, { promptTokens: 2 ** 40, completionTokens: -1, credits: 2.6 }));
+    batch.push(
+      entry(1, { promptTokens: 2 ** 40, completionTokens: -1, credits: 2.6, apiKeyId: 'boot-1' }),
+    );
     batch.push(entry(2, { latencyMs: NaN, promptTokens: 3.9, model: 'a\u0000b', error: '\u0000' }));
     const columns = batch.columns();
+    expect(columns[1]).toEqual([null, null]);
     expect(columns[5]).toEqual([null, 'a\uFFFDb']);
     expect(columns[13]).toEqual([null, '\uFFFD']);
     expect(columns[9]).toEqual([null, 3]);

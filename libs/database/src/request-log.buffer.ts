@@ -11,6 +11,13 @@ function storableText<T extends string>(text: T): T {
   return text.replaceAll('\0', '\uFFFD') as T;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** api_key_id and user_id are uuid columns: anything else would fail its whole batch. */
+function storableUuid(id: string | null): string | null {
+  return id !== null && UUID.test(id) ? id : null;
+}
+
 /** The arrays `INSERT … SELECT FROM unnest(…)` takes, in request_logs column order. */
 export type RequestLogColumns = [
   requestId: string[],
@@ -98,8 +105,8 @@ export class RequestLogBatch {
 
   /**
    * The rows as the INSERT's array parameters. A value Postgres would refuse (a token count
-   * beyond `integer`, a fractional credit, a NUL in text) is made storable here, because one
-   * refused row would hold back every row buffered behind it.
+   * beyond `integer`, a fractional credit, a NUL in text, an id that is not a uuid) is made
+   * storable here, because one refused row would hold back every row buffered behind it.
    */
   columns(): RequestLogColumns {
     const from = this.start;
@@ -112,8 +119,8 @@ export class RequestLogBatch {
       );
     return [
       strings(this.requestId),
-      strings(this.apiKeyId),
-      strings(this.userId),
+      this.apiKeyId.slice(from, to).map(storableUuid),
+      this.userId.slice(from, to).map(storableUuid),
       strings(this.method),
       strings(this.route),
       strings(this.model),
