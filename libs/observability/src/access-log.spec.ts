@@ -146,6 +146,23 @@ describe('access log line ("request completed")', () => {
     expect(fast.text().endsWith('}\n')).toBe(true);
   });
 
+  it("builds the line by hand for the gateway's own logger, not through logger.info", async () => {
+    const out = sink();
+    const logger = createLogger({ level: 'info' }, out.stream).child({ role: 'gateway' });
+    const info = jest.spyOn(logger, 'info');
+    createAccessLogWriter(logger)({
+      requestId: 'r-2',
+      method: 'POST',
+      route: '/v1/chat/completions',
+      status: 200,
+      latencyMs: 2,
+      annotations: { model: 'm' },
+    });
+    await tick();
+    expect(info).not.toHaveBeenCalled();
+    expect(out.text()).toContain('"request_id":"r-2"');
+  });
+
   it('cannot carry a secret from an annotation or a header', async () => {
     const out = sink();
     const logger = createLogger({ level: 'info' }, out.stream);

@@ -1,5 +1,5 @@
 import pino, { Logger } from 'pino';
-import { isKeyShapedId, scrubSecrets } from './logger';
+import { isKeyShapedId, redactLogFields, scrubSecrets } from './logger';
 import type { RequestAnnotations } from './request-annotations';
 
 /** The fields of the per-request "request completed" line, before the annotations. */
@@ -75,9 +75,9 @@ interface PinoInternals {
 
 /**
  * What the line needs from the logger: its destination, level label, timestamp function and
- * bindings (`base`, child bindings; pino redacted those when they were bound). Undefined when
- * the logger does something a hand-built line would skip (a stream that wants per-line
- * metadata, a streamWrite hook, a mixin, a nested key, a message prefix, a log formatter).
+ * bindings (`base`, child bindings, censored when they were bound). Undefined when the logger
+ * does something a hand-built line would skip (a stream that wants per-line metadata, a
+ * streamWrite hook, a mixin, a nested key, a message prefix, a log formatter of its own).
  */
 function pinoInternals(logger: Logger): PinoInternals | undefined {
   const s = pino.symbols;
@@ -90,7 +90,9 @@ function pinoInternals(logger: Logger): PinoInternals | undefined {
     typeof stream.write !== 'function' ||
     stream[s.needsMetadataGsym] === true ||
     hooks?.streamWrite ||
-    formatters?.log ||
+    // Our own redactLogFields is the one log formatter the line may skip: it censors fields by
+    // name, and none of the line's fixed or allow-listed keys is one it censors.
+    (formatters?.log && formatters.log !== redactLogFields) ||
     l[s.mixinSym] || // its fields would be missing from a hand-built line
     l[s.nestedKeySym] ||
     l[(s as unknown as Record<string, symbol>).msgPrefixSym] || // not in pino's typings
