@@ -7,8 +7,8 @@ export const REQUEST_LOG_BATCH_ROWS = 500;
 const INT4_MAX = 2_147_483_647;
 
 /** Postgres text cannot hold NUL: a client's `model` of "a\u0000b" would fail its whole batch. */
-function storableText<T extends string>(text: T): T {
-  return text.replaceAll('\0', '\uFFFD') as T;
+function storableText(text: string): string {
+  return text.includes('\0') ? text.replaceAll('\0', '\uFFFD') : text;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -112,7 +112,7 @@ export class RequestLogBatch {
     const from = this.start;
     const to = this.count;
     const strings = <T extends string | null>(column: T[]): T[] =>
-      column.slice(from, to).map((v) => (v !== null && v.includes('\0') ? storableText(v) : v));
+      column.slice(from, to).map((v) => (v === null ? v : storableText(v)) as T);
     const tokens = (column: Float64Array): (number | null)[] =>
       Array.from(column.subarray(from, to), (v) =>
         v >= 0 && v <= INT4_MAX ? Math.trunc(v) : null,

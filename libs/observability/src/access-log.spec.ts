@@ -163,6 +163,40 @@ describe('access log line ("request completed")', () => {
     expect(out.text()).toContain('"request_id":"r-2"');
   });
 
+  it("runs the logger's own log formatter, writing what logger.info would", async () => {
+    const fast = sink();
+    const slow = sink();
+    const formatters = { log: (fields: object) => ({ ...fields, formatted: true }) };
+    const fastLogger = pino({ formatters }, fast.stream);
+    const slowLogger = pino({ formatters }, slow.stream);
+    const info = jest.spyOn(fastLogger, 'info');
+    const entry = {
+      requestId: 'r-3',
+      method: 'GET',
+      route: '/v1/models',
+      status: 200,
+      latencyMs: 1,
+      annotations: { model: 'm' },
+    };
+    createAccessLogWriter(fastLogger)(entry);
+    slowLogger.info(
+      {
+        request_id: entry.requestId,
+        method: entry.method,
+        route: entry.route,
+        status: entry.status,
+        latency_ms: entry.latencyMs,
+        ...entry.annotations,
+      },
+      'request completed',
+    );
+    await tick();
+    expect(info).not.toHaveBeenCalled();
+    const strip = (text: string) => text.replace(/"time":\d+/, '"time":0');
+    expect(strip(fast.text())).toBe(strip(slow.text()));
+    expect(fast.text()).toContain('"formatted":true');
+  });
+
   it('cannot carry a secret from an annotation or a header', async () => {
     const out = sink();
     const logger = createLogger({ level: 'info' }, out.stream);

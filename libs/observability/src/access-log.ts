@@ -1,5 +1,5 @@
 import pino, { Logger } from 'pino';
-import { isKeyShapedId, redactLogFields, scrubSecrets } from './logger';
+import { isKeyShapedId, scrubSecrets } from './logger';
 import type { RequestAnnotations } from './request-annotations';
 
 /** The fields of the per-request "request completed" line, before the annotations. */
@@ -71,28 +71,27 @@ interface PinoInternals {
   time: () => string;
   end: string;
   messageKey: string;
+  /** The logger's `formatters.log` (the gateway's: redactLogFields), run on the line as pino would. */
+  formatLog: (fields: Record<string, unknown>) => Record<string, unknown>;
 }
 
 /**
  * What the line needs from the logger: its destination, level label, timestamp function and
  * bindings (`base`, child bindings, censored when they were bound). Undefined when the logger
  * does something a hand-built line would skip (a stream that wants per-line metadata, a
- * streamWrite hook, a mixin, a nested key, a message prefix, a log formatter of its own).
+ * streamWrite hook, a mixin, a nested key, a message prefix).
  */
 function pinoInternals(logger: Logger): PinoInternals | undefined {
   const s = pino.symbols;
   const l = logger as unknown as Record<symbol, unknown>;
   const stream = l[s.streamSym] as PinoInternals['stream'] | undefined;
   const hooks = l[s.hooksSym] as { streamWrite?: unknown } | undefined;
-  const formatters = l[s.formattersSym] as { log?: unknown } | undefined;
+  const formatters = l[s.formattersSym] as { log?: PinoInternals['formatLog'] } | undefined;
   if (
     !stream ||
     typeof stream.write !== 'function' ||
     stream[s.needsMetadataGsym] === true ||
     hooks?.streamWrite ||
-    // Our own redactLogFields is the one log formatter the line may skip: it censors fields by
-    // name, and none of the line's fixed or allow-listed keys is one it censors.
-    (formatters?.log && formatters.log !== redactLogFields) ||
     l[s.mixinSym] || // its fields would be missing from a hand-built line
     l[s.nestedKeySym] ||
     l[(s as unknown as Record<string, symbol>).msgPrefixSym] || // not in pino's typings
@@ -109,6 +108,7 @@ function pinoInternals(logger: Logger): PinoInternals | undefined {
     time: l[s.timeSym] as () => string,
     end: l[s.endSym] as string,
     messageKey: l[s.messageKeySym] as string,
+    formatLog: (fields) => (formatters?.log ? formatters.log(fields) : fields),
   };
 }
 
@@ -117,8 +117,9 @@ function pinoInternals(logger: Logger): PinoInternals | undefined {
  * serialisation (the hottest part of the response hook). It is secret-free by construction:
  * fixed keys, numbers and booleans, route and method from Fastify, annotation strings scrubbed
  * with scrubSecrets, a key-shaped request id replaced; no headers, bodies or free-form
- * objects. Same level ("info", LOG_LEVEL respected), same fields, message, timestamp and
- * bindings as logger.info would write, to the same (asynchronous) destination stream.
+ * objects. Same level ("info", LOG_LEVEL respected), same fields (through the logger's log
+ * formatter), message, timestamp and bindings as logger.info would write, to the same
+ * (asynchronous) destination stream.
  */
 export function createAccessLogWriter(logger: Logger): (entry: AccessLogEntry) => void {
   const internals = pinoInternals(logger);
@@ -127,14 +128,14 @@ export function createAccessLogWriter(logger: Logger): (entry: AccessLogEntry) =
       if (logger.isLevelEnabled('info')) logger.info(accessObject(entry), ACCESS_LOG_MESSAGE);
     };
   }
-  const { stream, levelPrefix, time, end, messageKey } = internals;
+  const { stream, levelPrefix, time, end, messageKey, formatLog } = internals;
   const infoLevel = logger.levels.values.info;
   const l = logger as unknown as Record<symbol, string>;
   const tail = `,${JSON.stringify(messageKey)}:${JSON.stringify(ACCESS_LOG_MESSAGE)}${end}`;
   return (entry) => {
     if (!logger.isLevelEnabled('info')) return;
     // JSON.stringify writes what pino would: escaped strings, non-finite numbers as null.
-    const fields = JSON.stringify(accessObject(entry));
+    const fields = JSON.stringify(formatLog(accessObject(entry)));
     stream.write(
       levelPrefix[infoLevel] +
         time.call(logger) +

@@ -24,6 +24,22 @@ const SECRET_FIELDS = new Set([
 ]);
 const REQUEST_HEADER_SECRETS = new Set(['authorization', 'cookie', 'x-api-key']);
 
+/** A field name as a pino path segment: `.token`, or `["x-api-key"]` where a dot cannot go. */
+function pathSegment(name: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(name) ? `.${name}` : `["${name}"]`;
+}
+
+/**
+ * The same rule in the path syntax of pino's `redact` option (a superset of the paths the logger
+ * gave pino before redactLogFields). Not used to log: it is what logger.spec.ts and
+ * bench/log-line-cost.js hold redactLogFields against.
+ */
+export const PINO_REDACT_PATHS: readonly string[] = [
+  ...[...SECRET_FIELDS].map((name) => pathSegment(name).replace(/^\./, '')),
+  ...[...SECRET_FIELDS].map((name) => `*${pathSegment(name)}`),
+  ...[...REQUEST_HEADER_SECRETS].map((name) => `req.headers${pathSegment(name)}`),
+];
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
