@@ -21,10 +21,7 @@ const { Pool } = require(path.join(sy.ROOT, 'node_modules/pg'));
 const SECONDS = Number(process.env.SECONDS || 10);
 const CONCURRENCY = Number(process.env.CONCURRENCY || 64);
 const POOL = Number(process.env.POOL || 20);
-const ADMIN_URL =
-  process.env.BENCH_DATABASE_URL ||
-  process.env.DATABASE_URL ||
-  'postgres://postgres@127.0.0.1:5432/postgres';
+const ADMIN_URL = sy.adminDatabaseUrl();
 
 const LEDGER = `INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, request_id, description)`;
 

@@ -12,30 +12,21 @@
  *
  *   npm run build && node bench/ledger-batch-cost.js        (N=20 BATCHES=800; N=1 BATCHES=3000)
  */
-const fs = require('node:fs');
 const path = require('node:path');
 const { randomUUID } = require('node:crypto');
 const sy = require('./lib/switchyard');
+const { processCpuUs } = require('./lib/procstat');
 
 const { Client } = require(path.join(sy.ROOT, 'node_modules/pg'));
 const { CreditsLedgerBatch1732300010000: Loop } = require(
   path.join(sy.ROOT, 'dist/migrations/1732300010000-credits-ledger-batch'),
 );
-const ADMIN_URL =
-  process.env.BENCH_DATABASE_URL ||
-  process.env.DATABASE_URL ||
-  'postgres://postgres@127.0.0.1:5432/postgres';
+const ADMIN_URL = sy.adminDatabaseUrl();
 const N = Number(process.env.N || 20);
 const BATCHES = Number(process.env.BATCHES || (N === 1 ? 3000 : 800));
 const PURE = process.env.PURE === '1';
 const APPLY = `SELECT * FROM credits_apply_batch(
   $1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[])`;
-const CLOCK_TICKS_PER_S = 100;
-
-function backendCpuTicks(pid) {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
-}
 
 async function contender(name, useLoop) {
   const database = await sy.createDatabase(ADMIN_URL, `ledger_${Date.now()}_${name}`);
@@ -49,7 +40,7 @@ async function contender(name, useLoop) {
     user,
   ]);
   const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
-  return { name, database, client, user, pid: rows[0].pid, open: [], ticks: 0, wallNs: 0n };
+  return { name, database, client, user, pid: rows[0].pid, open: [], cpuUs: 0, wallNs: 0n };
 }
 
 async function apply(t, kinds, refs, amounts) {
@@ -93,11 +84,11 @@ async function main() {
     for (let i = 0; i < 50; i++) for (const t of contenders) await oneBatch(t);
     for (let i = 0; i < BATCHES; i++) {
       for (const t of i % 2 ? contenders : [...contenders].reverse()) {
-        const ticks = backendCpuTicks(t.pid);
+        const cpuUs = processCpuUs(t.pid);
         const start = process.hrtime.bigint();
         await oneBatch(t);
         t.wallNs += process.hrtime.bigint() - start;
-        t.ticks += backendCpuTicks(t.pid) - ticks;
+        t.cpuUs += processCpuUs(t.pid) - cpuUs;
       }
     }
     const requests = BATCHES * N;
@@ -105,7 +96,7 @@ async function main() {
       `N=${N} ${PURE ? 'holds, then their settles' : 'mixed (settles of the last batch + new holds)'}, ${BATCHES} batches`,
     );
     for (const t of contenders) {
-      const cpuUs = (t.ticks * 1e6) / CLOCK_TICKS_PER_S / requests;
+      const cpuUs = t.cpuUs / requests;
       const wallUs = Number(t.wallNs) / 1e3 / requests;
       console.log(
         `${t.name.padEnd(8)} backend CPU ${cpuUs.toFixed(1)} µs, wall ${wallUs.toFixed(1)} µs per request (hold + settle)`,

@@ -9,28 +9,19 @@
  *
  *   npm run build && node bench/request-log-insert-cost.js        (BATCHES=200)
  */
-const fs = require('node:fs');
 const path = require('node:path');
 const { randomUUID } = require('node:crypto');
 const sy = require('./lib/switchyard');
+const { processCpuUs } = require('./lib/procstat');
 
 const { Client } = require(path.join(sy.ROOT, 'node_modules/pg'));
 const { RequestLogBatch, REQUEST_LOG_BATCH_ROWS: ROWS } = require(
   path.join(sy.ROOT, 'dist/libs/database/src/request-log.buffer'),
 );
 const { INSERT_BATCH } = require(path.join(sy.ROOT, 'dist/libs/database/src/request-log.writer'));
-const ADMIN_URL =
-  process.env.BENCH_DATABASE_URL ||
-  process.env.DATABASE_URL ||
-  'postgres://postgres@127.0.0.1:5432/postgres';
+const ADMIN_URL = sy.adminDatabaseUrl();
 const BATCHES = Number(process.env.BATCHES || 200);
 const WARM_UP = 20;
-const CLOCK_TICKS_PER_S = 100;
-
-function backendCpuTicks(pid) {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
-}
 
 /** One batch of rows as the gateway records them. */
 function entries() {
@@ -107,24 +98,24 @@ async function main() {
       await way.client.connect();
       way.pid = (await way.client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
       way.clientUs = 0;
-      way.ticks = 0;
+      way.backendUs = 0;
     }
     for (let i = 0; i < WARM_UP + BATCHES; i++) {
       for (const way of i % 2 ? ways : [...ways].reverse()) {
         const rows = entries();
-        const ticks = backendCpuTicks(way.pid);
+        const backendUs = processCpuUs(way.pid);
         const start = process.cpuUsage();
         await way.write(way.client, rows);
         const used = process.cpuUsage(start);
         if (i < WARM_UP) continue;
         way.clientUs += used.user + used.system;
-        way.ticks += backendCpuTicks(way.pid) - ticks;
+        way.backendUs += processCpuUs(way.pid) - backendUs;
       }
     }
     const rows = BATCHES * ROWS;
     console.log(`${BATCHES} batches of ${ROWS} rows each way`);
     for (const way of ways) {
-      const backendUs = (way.ticks * 1e6) / CLOCK_TICKS_PER_S / rows;
+      const backendUs = way.backendUs / rows;
       console.log(
         `${way.name.padEnd(30)} gateway CPU ${(way.clientUs / rows).toFixed(1)} µs, Postgres backend CPU ${backendUs.toFixed(1)} µs per row`,
       );

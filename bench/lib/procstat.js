@@ -24,6 +24,11 @@ function parseStat(text) {
   };
 }
 
+/** CPU time (user + system) one process has used so far, in µs. */
+function processCpuUs(pid) {
+  return (parseStat(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')).ticks * 1e6) / clockTicks;
+}
+
 /** Every process visible in /proc: { pid, ppid, comm, ticks, rssBytes }. */
 function processTable() {
   const rows = [];
@@ -132,6 +137,7 @@ function selfTicks() {
 
 module.exports = {
   clockTicks,
+  processCpuUs,
   processTable,
   treeUsage,
   dataStoreTicks,

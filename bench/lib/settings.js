@@ -2,6 +2,7 @@
 // Benchmark settings from the environment, and the scenario list.
 const os = require('node:os');
 const path = require('node:path');
+const { adminDatabaseUrl } = require('./switchyard');
 
 const GATEWAY_MAIN = path.join(__dirname, '..', '..', 'dist/apps/gateway/src/main.js');
 
@@ -169,8 +170,7 @@ function readSettings(env) {
     pin: flag(env, 'PIN', true),
     loadgenCpu: num(env, 'LOADGEN_CPU', 0),
     serverCpu: num(env, 'SERVER_CPU', 1),
-    adminDatabaseUrl:
-      env.BENCH_DATABASE_URL || env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
+    adminDatabaseUrl: adminDatabaseUrl(env),
     redisUrl: env.BENCH_REDIS_URL || env.REDIS_URL || 'redis://127.0.0.1:6379',
     peerDir: env.BENCH_PEER_DIR || path.join(os.tmpdir(), 'switchyard-bench-peers'),
     logLevel: env.BENCH_LOG_LEVEL || 'info',

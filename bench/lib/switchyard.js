@@ -35,6 +35,13 @@ function ensureBuilt(log) {
   }
 }
 
+/** The Postgres server the bench creates its databases on (trust auth on this machine). */
+function adminDatabaseUrl(env = process.env) {
+  return (
+    env.BENCH_DATABASE_URL || env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres'
+  );
+}
+
 function pg() {
   return require(path.join(ROOT, 'node_modules/pg'));
 }
@@ -233,6 +240,7 @@ async function cleanRedis(redisUrl, prefix) {
 
 module.exports = {
   ROOT,
+  adminDatabaseUrl,
   GATEWAY_MAIN,
   PRICED_MODEL,
   FREE_MODEL,
