@@ -2,6 +2,7 @@ import {
   cacheKey,
   CacheScope,
   matchesSelector,
+  modelSegment,
   normalizeRequest,
   parseCacheDirectives,
   planCache,
@@ -79,6 +80,25 @@ describe('cache keys and selectors', () => {
     const [, , model] = key.split(':');
     expect(model).toBe('org%2Fmodel%3Av1%2A%3F%5Bx%5D');
     expect(key.split(':')).toHaveLength(4);
+  });
+
+  it('spells a model segment as encodeURIComponent does, with the glob escaped', () => {
+    const names = ['gpt-4o-mini', 'a.b_c-1', '', 'x:y', 'a*b', "o'k(1)!", '~x', 'a b', 'é/ü'];
+    for (const name of names) {
+      expect(modelSegment(name)).toBe(encodeURIComponent(name).replace(/\*/g, '%2A'));
+    }
+  });
+
+  it('keeps the key of a request stable across releases (entries already in Redis stay hits)', () => {
+    // sha256 of {"max_tokens":32,"messages":[{"content":"hello","role":"user"}],"model":"gpt-4o-mini","temperature":0}
+    const spelled = body({
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'hello' }] }],
+      max_tokens: 32,
+      stream: true,
+    });
+    expect(cacheKey({ kind: 'shared' }, spelled)).toBe(
+      'rc:shared:gpt-4o-mini:89f2c37f92e6afadf16ecda6056e44b787bf8b6fdd633414e01e3a348f990582',
+    );
   });
 
   it('selects by user, by model, by both, or everything', () => {
