@@ -2,6 +2,8 @@ import { Writable } from 'node:stream';
 import { Client } from 'pg';
 import { ConfigValidationError, loadConfig, loadConfigOrExit } from '@app/config';
 import { createLogger } from '@app/observability';
+import { rawRequest } from './faults/harness';
+import { metricValue } from './support/auth-probe';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
 import { startRedisServer } from './support/redis-server';
 import { TcpProxy } from './support/tcp-proxy';
@@ -115,6 +117,40 @@ describe('foundation: health, errors, request ids', () => {
         (l) => l.includes('"request_id":"req-abc-123"') && l.includes('request completed'),
       ),
     );
+  });
+
+  it('counts and logs a request the HTTP parser refuses, without what it sent', async () => {
+    const labels = (status: number) => `method="UNKNOWN",route="unparsed",status="${status}"`;
+    const before431 = await metricValue(gw.url, 'http_requests_total', labels(431));
+    const before400 = await metricValue(gw.url, 'http_requests_total', labels(400));
+    const secret = 'sk-sy-RefusedButSecret0123456789abcdefghij';
+    const oversized = await rawRequest(gw.url, [
+      `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${secret}\r\n` +
+        `x-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    ]);
+    const malformed = await rawRequest(gw.url, [
+      `GET /v1/models HTTP/1.1\r\nhost: x\r\nx-api-key: ${secret}\rbroken: yes\r\n\r\n`,
+    ]);
+    expect([oversized.status, malformed.status]).toEqual([431, 400]);
+    expect(await metricValue(gw.url, 'http_requests_total', labels(431))).toBe(before431 + 1);
+    expect(await metricValue(gw.url, 'http_requests_total', labels(400))).toBe(before400 + 1);
+    await waitFor(
+      () => gw.logs.filter((l) => l.includes('request refused by the HTTP parser')).length >= 2,
+    );
+    const lines = gw.logs.filter((l) => l.includes('request refused by the HTTP parser'));
+    const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(parsed).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          status: 431,
+          code: 'headers_too_large',
+          parser_error: 'HPE_HEADER_OVERFLOW',
+          remote_addr: expect.stringMatching(/127\.0\.0\.1/),
+        }),
+        expect.objectContaining({ status: 400, code: 'malformed_request' }),
+      ]),
+    );
+    expect(gw.logs.some((l) => l.includes(secret))).toBe(false);
   });
 
   it('exports http metrics by route template and node defaults', async () => {

@@ -32,6 +32,7 @@ import {
 } from './support/gateway';
 import { exited, spawnUntil } from './support/child-process';
 import { testEnv } from './support/test-env';
+import { rawRequest } from './faults/harness';
 import {
   bash,
   CI,
@@ -858,6 +859,11 @@ function filesIn(dir: string, suffix: string): string[] {
     });
 
     sectionTest('Correlation ids and log analysis', async () => {
+      // A request Node's parser refuses (a bare CR inside a header), for the "unparsed" commands.
+      const refused = await rawRequest(gw.url, [
+        'GET /v1/models HTTP/1.1\r\nhost: x\r\nx-a: 1\rb\r\n\r\n',
+      ]);
+      expect(refused.status).toBe(400);
       const results = await runSection('Correlation ids and log analysis');
       expect(outputOf(results, "grep -i '^x-request-id'").toLowerCase()).toContain(
         'x-request-id: inc-4711-probe-1',
@@ -865,6 +871,12 @@ function filesIn(dir: string, suffix: string): string[] {
       expect(outputOf(results, 'FROM request_logs WHERE request_id')).toContain('/v1/models');
       expect(outputOf(results, 'select(.request_id == $id)')).toContain(
         '"request_id":"inc-4711-probe-1"',
+      );
+      expect(outputOf(results, `grep -F 'route="unparsed"'`)).toMatch(
+        /http_requests_total\{method="UNKNOWN",route="unparsed",status="400"\} [1-9]/,
+      );
+      expect(outputOf(results, 'request refused by the HTTP parser')).toContain(
+        '"parser_error":"HPE_',
       );
     });
 

@@ -35,7 +35,7 @@ export async function createGateway(
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     trustProxy: config.http.trustProxy,
-    ...serverOptions(config.http),
+    ...serverOptions(config.http, logger),
   });
   const app = await NestFactory.create<NestFastifyApplication>(
     AppModule.forRoot(config, logger),

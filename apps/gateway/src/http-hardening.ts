@@ -3,8 +3,9 @@ import { parse as parseQueryString } from 'node:querystring';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { Logger } from 'pino';
 import type { AppConfig } from '@app/config';
-import { ApiError } from '@app/observability';
+import { ApiError, recordUnparsedRequest } from '@app/observability';
 
 /**
  * Edge defences that apply to every route: slow-client timeouts, an OpenAI-style answer to
@@ -16,7 +17,7 @@ import { ApiError } from '@app/observability';
  * Fastify/Node server options: timeouts for slow clients (slowloris, drip-fed bodies, idle
  * sockets) and envelopes for what is refused before routing.
  */
-export function serverOptions(http: AppConfig['http']) {
+export function serverOptions(http: AppConfig['http'], logger: Logger) {
   // Node refuses headersTimeout > requestTimeout.
   const headersTimeout = Math.min(http.headersTimeoutMs, http.requestTimeoutMs);
   return {
@@ -30,7 +31,7 @@ export function serverOptions(http: AppConfig['http']) {
       // Node checks both timeouts on this interval (default 30 s, far too coarse for them).
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 2))),
     },
-    clientErrorHandler,
+    clientErrorHandler: refuseUnparsed(logger),
     frameworkErrors,
     // Path parameters (ids, model names of PUT /admin/pricing/:model) up to this length.
     routerOptions: { maxParamLength: 256 },
@@ -56,27 +57,36 @@ function envelope(code: string, message: string, requestId: string | null = null
 /**
  * Node's parser refused the request before Fastify saw it (malformed request line, bare CR in
  * a header, headers over 16 KiB, headers or body not received in time): answer in the same
- * envelope as every other error, then close the connection.
+ * envelope as every other error, then close the connection. Fastify's hooks never see these,
+ * so the answer is counted and logged here (route "unparsed").
  */
-function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-  if (socket.writable && !response?.headersSent) {
-    const [status, code, message] =
-      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'request_timeout', 'The request was not received in time']
-        : err.code === 'HPE_HEADER_OVERFLOW'
-          ? [431, 'headers_too_large', 'The request headers are too large']
-          : [400, 'malformed_request', 'The HTTP request is malformed'];
-    const body = envelope(code, message);
-    socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
-        'content-type: application/json; charset=utf-8\r\n' +
-        'x-content-type-options: nosniff\r\n' +
-        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
-  }
-  socket.destroy();
+function refuseUnparsed(logger: Logger) {
+  return (err: NodeJS.ErrnoException, socket: Socket): void => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && !response?.headersSent) {
+      const [status, code, message] =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'request_timeout', 'The request was not received in time']
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? [431, 'headers_too_large', 'The request headers are too large']
+            : [400, 'malformed_request', 'The HTTP request is malformed'];
+      const body = envelope(code, message);
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+          'content-type: application/json; charset=utf-8\r\n' +
+          'x-content-type-options: nosniff\r\n' +
+          `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+      recordUnparsedRequest(logger, {
+        status,
+        code,
+        parserError: err.code ?? 'unknown',
+        remoteAddr: socket.remoteAddress ?? null,
+      });
+    }
+    socket.destroy();
+  };
 }
 
 /** Fastify refused the URL before routing (bad percent-encoding, an over-long path parameter). */

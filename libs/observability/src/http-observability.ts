@@ -110,3 +110,38 @@ export function installHttpObservability(
     done();
   });
 }
+
+/** Route label of requests Node's HTTP parser refused: they never had a method or a route. */
+export const UNPARSED_ROUTE = 'unparsed';
+
+/** A request Node's parser refused before Fastify saw it, as the edge answered it. */
+export interface UnparsedRequest {
+  status: number;
+  /** The error envelope's code (malformed_request, headers_too_large, request_timeout). */
+  code: string;
+  /** The parser's own error code (HPE_INVALID_HEADER_TOKEN, …). */
+  parserError: string;
+  remoteAddr: string | null;
+}
+
+/**
+ * Fastify's hooks never run for these, so the edge reports them here: counted in
+ * `http_requests_total` and logged with the parser's reason and the client's address, never
+ * with what was sent (the raw bytes may hold credentials).
+ */
+export function recordUnparsedRequest(logger: Logger, refused: UnparsedRequest): void {
+  httpRequestsTotal.inc({
+    method: 'UNKNOWN',
+    route: UNPARSED_ROUTE,
+    status: String(refused.status),
+  });
+  logger.info(
+    {
+      status: refused.status,
+      code: refused.code,
+      parser_error: refused.parserError,
+      remote_addr: refused.remoteAddr,
+    },
+    'request refused by the HTTP parser',
+  );
+}

@@ -3,8 +3,13 @@ export type { ApiErrorType } from './api-error';
 export { ApiExceptionFilter, toEnvelope } from './api-exception.filter';
 export { createLogger, scrubSecrets, redactLogFields } from './logger';
 export { PinoNestLogger } from './nest-logger';
-export { installHttpObservability, requestIdFrom } from './http-observability';
-export type { CompletedRequest } from './http-observability';
+export {
+  installHttpObservability,
+  recordUnparsedRequest,
+  requestIdFrom,
+  UNPARSED_ROUTE,
+} from './http-observability';
+export type { CompletedRequest, UnparsedRequest } from './http-observability';
 export { annotateRequest, requestAnnotations } from './request-annotations';
 export type { RequestAnnotations } from './request-annotations';
 export { counter, gauge, histogram } from './metrics';
