@@ -2,26 +2,11 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
 import { CreditsLedgerBatch1732300010000 } from './1732300010000-credits-ledger-batch';
 
 /**
- * `credits_apply_batch` with the same signature, rules and results, writing a batch's ledger rows
- * with one INSERT instead of one per operation (issue 10). Each INSERT run from PL/pgSQL starts
- * an executor and re-reads credit_ledger's CHECK constraints; for a batch of 20 that cost about
- * a quarter of the statement's Postgres CPU. The operations are still applied one by one in
- * array order against the balance in memory; each row gets its id and clock_timestamp() when
- * it is applied, is returned at once, and is written with the others at the end.
- *
- * A close looks up its debit (and whether it was closed before) in one statement, as before. A
- * close of a debit written by the same batch is answered 'slow' (the batcher never sends both in
- * one batch), and so is a second close of the same debit in one batch.
+ * The `credits_apply_batch` of this migration, with `newLedgerId` as the SQL expression that
+ * gives each ledger row its id (migration 1732300014000 makes it time-ordered).
  */
-export class CreditsLedgerBatchRows1732300012000 implements MigrationInterface {
-  name = 'CreditsLedgerBatchRows1732300012000';
-
-  async up(q: QueryRunner): Promise<void> {
-    await q.query(`
-      CREATE TYPE credit_ledger_batch_row AS (
-        id uuid, user_id uuid, event_type text, amount bigint, balance_after bigint,
-        idempotency_key text, request_id text, description text, created_at timestamptz)`);
-    await q.query(`
+export function creditsApplyBatchSql(newLedgerId: string): string {
+  return `
       CREATE OR REPLACE FUNCTION credits_apply_batch(
         p_kind text[], p_user uuid[], p_ref uuid[], p_amount bigint[],
         p_request text[], p_description text[])
@@ -101,7 +86,7 @@ export class CreditsLedgerBatchRows1732300012000 implements MigrationInterface {
             END IF;
           END IF;
           IF o_status = 'ok' THEN
-            o_id := gen_random_uuid();
+            o_id := ${newLedgerId};
             o_event_type := p_kind[i];
             o_balance_after := v_balance;
             o_created_at := clock_timestamp();
@@ -129,7 +114,30 @@ export class CreditsLedgerBatchRows1732300012000 implements MigrationInterface {
             FROM unnest(v_rows) AS r;
         END IF;
       END
-      $fn$`);
+      $fn$`;
+}
+
+/**
+ * `credits_apply_batch` with the same signature, rules and results, writing a batch's ledger rows
+ * with one INSERT instead of one per operation (issue 10). Each INSERT run from PL/pgSQL starts
+ * an executor and re-reads credit_ledger's CHECK constraints; for a batch of 20 that cost about
+ * a quarter of the statement's Postgres CPU. The operations are still applied one by one in
+ * array order against the balance in memory; each row gets its id and clock_timestamp() when
+ * it is applied, is returned at once, and is written with the others at the end.
+ *
+ * A close looks up its debit (and whether it was closed before) in one statement, as before. A
+ * close of a debit written by the same batch is answered 'slow' (the batcher never sends both in
+ * one batch), and so is a second close of the same debit in one batch.
+ */
+export class CreditsLedgerBatchRows1732300012000 implements MigrationInterface {
+  name = 'CreditsLedgerBatchRows1732300012000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`
+      CREATE TYPE credit_ledger_batch_row AS (
+        id uuid, user_id uuid, event_type text, amount bigint, balance_after bigint,
+        idempotency_key text, request_id text, description text, created_at timestamptz)`);
+    await q.query(creditsApplyBatchSql('gen_random_uuid()'));
   }
 
   /** Back to the loop of the migration before, which does not use the row type. */

@@ -971,12 +971,12 @@ function filesIn(dir: string, suffix: string): string[] {
       try {
         const results = await runSection('Database rollback', { DATABASE_URL: scratch });
         expect(outputOf(results, 'migrate:revert --dry')).toContain(
-          'Would revert: CreditsLedgerBatchRows1732300012000',
+          'Would revert: CreditLedgerTimeOrderedIds1732300014000',
         );
         expect(results.map((r) => r.stdout).join('')).toContain(
-          'Reverted CreditsLedgerBatchRows1732300012000.',
+          'Reverted CreditLedgerTimeOrderedIds1732300014000.',
         );
-        expect(outputOf(results, 'FROM migrations')).not.toContain('CreditsLedgerBatchRows');
+        expect(outputOf(results, 'FROM migrations')).not.toContain('CreditLedgerTimeOrderedIds');
         expect(
           filesIn(SANDBOX, '.dump').some((f) => f.startsWith('switchyard-before-revert-')),
         ).toBe(true);
@@ -1168,13 +1168,18 @@ async function appliedMigrations(url: string): Promise<string[]> {
 }
 
 /** Which credits_apply_batch the database has: the last migration's, or the one before it. */
-async function ledgerBatchVersion(url: string): Promise<'rows' | 'loop' | 'none'> {
+/**
+ * Which credits_apply_batch is installed: 'ordered' (one INSERT per batch, time-ordered ids:
+ * migration 1732300014000), 'rows' (one INSERT per batch, random ids: 1732300012000) or 'loop'.
+ */
+async function ledgerBatchVersion(url: string): Promise<'ordered' | 'rows' | 'loop' | 'none'> {
   return withClient(url, async (c) => {
     const { rows } = await c.query<{ body: string }>(
       `SELECT prosrc AS body FROM pg_proc WHERE proname = 'credits_apply_batch'`,
     );
     if (rows.length === 0) return 'none';
-    return rows[0].body.includes('credit_ledger_batch_row') ? 'rows' : 'loop';
+    if (!rows[0].body.includes('credit_ledger_batch_row')) return 'loop';
+    return rows[0].body.includes('uuid_v7()') ? 'ordered' : 'rows';
   });
 }
 
@@ -1226,7 +1231,7 @@ describe('migrate:revert', () => {
   it('names the migration with --dry, reverts it, and migrate applies it again', async () => {
     const before = await appliedMigrations(url);
     const last = before[before.length - 1];
-    expect(last).toBe('CreditsLedgerBatchRows1732300012000');
+    expect(last).toBe('CreditLedgerTimeOrderedIds1732300014000');
 
     const dry = await cli(['migrate:revert', '--dry'], url);
     expect(dry).toEqual({ code: 0, out: `Would revert: ${last}\n` });
@@ -1237,12 +1242,12 @@ describe('migrate:revert', () => {
     expect(revert.out).toContain(`Reverted ${last}.`);
     expect(await appliedMigrations(url)).toEqual(before.slice(0, -1));
     // Its down step ran: the function is the one of the migration before.
-    expect(await ledgerBatchVersion(url)).toBe('loop');
+    expect(await ledgerBatchVersion(url)).toBe('rows');
 
     expect((await cli(['migrate', '--dry'], url)).out).toContain(last);
     expect((await cli(['migrate'], url)).code).toBe(0);
     expect(await appliedMigrations(url)).toEqual(before);
-    expect(await ledgerBatchVersion(url)).toBe('rows');
+    expect(await ledgerBatchVersion(url)).toBe('ordered');
   });
 
   it('reverts one migration per call and refuses the initial schema', async () => {
@@ -1267,7 +1272,7 @@ describe('migrate:revert', () => {
     const refused = await cli(['migrate:revert'], url);
     expect(refused.code).toBe(1);
     expect(refused.out).toContain('Future1999999999999 is not part of this version');
-    expect(await ledgerBatchVersion(url)).toBe('rows');
+    expect(await ledgerBatchVersion(url)).toBe('ordered');
   });
 
   it('waits for the same advisory lock as runMigrationsLocked', async () => {
@@ -1278,10 +1283,10 @@ describe('migrate:revert', () => {
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
       const reverting = cli(['migrate:revert'], url);
       await someoneWaitsForMigrationLock(url);
-      expect(await ledgerBatchVersion(url)).toBe('rows');
+      expect(await ledgerBatchVersion(url)).toBe('ordered');
       await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
       expect((await reverting).code).toBe(0);
-      expect(await ledgerBatchVersion(url)).toBe('loop');
+      expect(await ledgerBatchVersion(url)).toBe('rows');
 
       // … and so does libs/database's migration runner, on the very same lock id.
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
@@ -1290,12 +1295,12 @@ describe('migrate:revert', () => {
       try {
         const migrating = runMigrationsLocked(dataSource);
         await someoneWaitsForMigrationLock(url);
-        expect(await ledgerBatchVersion(url)).toBe('loop');
+        expect(await ledgerBatchVersion(url)).toBe('rows');
         await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
         expect((await migrating).map((m) => m.name)).toEqual([
-          'CreditsLedgerBatchRows1732300012000',
+          'CreditLedgerTimeOrderedIds1732300014000',
         ]);
-        expect(await ledgerBatchVersion(url)).toBe('rows');
+        expect(await ledgerBatchVersion(url)).toBe('ordered');
       } finally {
         await dataSource.destroy();
       }

@@ -189,6 +189,29 @@ describe('CreditsService against Postgres', () => {
     ]);
   });
 
+  it('gives new ledger rows time-ordered ids (UUIDv7), in the order they were written', async () => {
+    const before = Date.now();
+    const user = await ctx.newUser(100); // a grant: a plain INSERT, so the column's default
+    const r = await ctx.credits.reserve({ userId: user, amount: 40 }); // the batch statement
+    await ctx.credits.settle(r, 12);
+    await ctx.credits.grant(user, 5, 'more', `more-${user}`);
+    const after = Date.now();
+    const { rows } = await ctx.pg.query<{ id: string }>(
+      `SELECT id::text FROM credit_ledger WHERE user_id = $1 ORDER BY created_at, id`,
+      [user],
+    );
+    expect(rows).toHaveLength(4);
+    const millis = rows.map(({ id }) => {
+      // Version 7, RFC variant, and the first 48 bits are the time it was written, in ms.
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      return parseInt(id.replace(/-/g, '').slice(0, 12), 16);
+    });
+    expect(Math.min(...millis)).toBeGreaterThanOrEqual(before - 1);
+    expect(Math.max(...millis)).toBeLessThanOrEqual(after + 1);
+    // Within one millisecond the rest is random; across milliseconds the ids follow the writes.
+    expect([...millis].sort((a, b) => a - b)).toEqual(millis);
+  });
+
   it('finishes settles handed to the background before shutdown goes on', async () => {
     const user = await ctx.newUser(100);
     const holds = await Promise.all(

@@ -1,0 +1,127 @@
+#!/usr/bin/env node
+'use strict';
+/**
+ * Postgres cost of the ledger's row ids: random (gen_random_uuid, v4) against time-ordered
+ * (UUIDv7) in `credits_apply_batch`, on a ledger that already holds PREFILL rows, as a
+ * production one does (docs/performance.md, item 21). Random keys land anywhere in the primary
+ * key's B-tree (and, through `close:<debit id>`, in the idempotency key's), so a big ledger's
+ * inserts touch pages all over both indexes; after a checkpoint each first touch of a page also
+ * writes the whole page to the WAL. Time-ordered keys append at the right edge.
+ *
+ * Two scratch databases migrated with our CLI; in one `credits_apply_batch` is put back to
+ * random ids.
+ * Batches alternate between them (the order swapped every batch), a CHECKPOINT is taken every
+ * CHECKPOINT_EVERY batches in both, as checkpoint_timeout would, and each backend's CPU is read
+ * from /proc (Postgres must run on this machine) and the WAL written from pg_current_wal_insert_lsn.
+ *
+ *   npm run build && node bench/ledger-id-order.js     (PREFILL=2000000 N=20 BATCHES=600)
+ */
+const path = require('node:path');
+const { randomUUID } = require('node:crypto');
+const sy = require('./lib/switchyard');
+const { processCpuUs } = require('./lib/procstat');
+
+const { Client } = require(path.join(sy.ROOT, 'node_modules/pg'));
+const ADMIN_URL = sy.adminDatabaseUrl();
+const N = Number(process.env.N || 20);
+const BATCHES = Number(process.env.BATCHES || 600);
+const PREFILL = Number(process.env.PREFILL || 2_000_000);
+const CHECKPOINT_EVERY = Number(process.env.CHECKPOINT_EVERY || 100);
+const APPLY = `SELECT * FROM credits_apply_batch(
+  $1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[])`;
+
+/** `random`: this build's function put back to gen_random_uuid() ids, as before item 21. */
+async function contender(name, random) {
+  const database = await sy.createDatabase(
+    ADMIN_URL,
+    `ledger_ids_${Date.now()}_${random ? 'v4' : 'v7'}`,
+  );
+  sy.migrate(database.url);
+  const client = new Client({ connectionString: database.url });
+  await client.connect();
+  if (random) {
+    const { rows: def } = await client.query(
+      `SELECT pg_get_functiondef('credits_apply_batch'::regproc) AS sql`,
+    );
+    const swapped = def[0].sql.replace('o_id := uuid_v7();', 'o_id := gen_random_uuid();');
+    if (swapped === def[0].sql)
+      throw new Error('credits_apply_batch no longer sets o_id as expected');
+    await client.query(swapped);
+  }
+  const user = randomUUID();
+  await client.query(`INSERT INTO users (id, username) VALUES ($1, $2)`, [user, `bench-${user}`]);
+  await client.query(`INSERT INTO user_credits (user_id, balance) VALUES ($1, 1000000000000)`, [
+    user,
+  ]);
+  // A ledger's history: holds and their settles, with the ids this contender writes.
+  const id = random ? 'gen_random_uuid()' : 'uuid_v7()';
+  await client.query(
+    `INSERT INTO credit_ledger (id, user_id, event_type, amount, balance_after, idempotency_key, request_id, description, created_at)
+     SELECT ${id}, $1, CASE WHEN g % 2 = 0 THEN 'debit' ELSE 'settle' END, 1, 1,
+            CASE WHEN g % 2 = 1 THEN 'close:' || gen_random_uuid()::text END,
+            gen_random_uuid()::text, 'prefill', now() - interval '1 day' + g * interval '1 ms'
+     FROM generate_series(1, $2::int) AS g`,
+    [user, PREFILL],
+  );
+  await client.query('VACUUM ANALYZE credit_ledger');
+  const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
+  return { name, database, client, user, pid: rows[0].pid, open: [], cpuUs: 0, walBytes: 0 };
+}
+
+async function oneBatch(t) {
+  const k = t.open.length;
+  const n = k + N;
+  const { rows } = await t.client.query(APPLY, [
+    [...Array(k).fill('settle'), ...Array(N).fill('debit')],
+    Array(n).fill(t.user),
+    [...t.open, ...Array(N).fill(null)],
+    [...Array(k).fill(3), ...Array(N).fill(10)],
+    Array.from({ length: n }, () => randomUUID()),
+    Array(n).fill('bench'),
+  ]);
+  t.open = rows.slice(k).map((r) => r.o_id);
+}
+
+async function walLsn(client) {
+  const { rows } = await client.query('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+  const [hi, lo] = rows[0].lsn.split('/');
+  return parseInt(hi, 16) * 2 ** 32 + parseInt(lo, 16);
+}
+
+async function main() {
+  const contenders = [];
+  try {
+    contenders.push(await contender('random (v4)', true));
+    contenders.push(await contender('time-ordered (v7)', false));
+    for (let i = 0; i < 20; i++) for (const t of contenders) await oneBatch(t);
+    for (let i = 0; i < BATCHES; i++) {
+      if (i % CHECKPOINT_EVERY === 0) await contenders[0].client.query('CHECKPOINT');
+      for (const t of i % 2 ? contenders : [...contenders].reverse()) {
+        const lsn = await walLsn(t.client);
+        const cpuUs = processCpuUs(t.pid);
+        await oneBatch(t);
+        t.cpuUs += processCpuUs(t.pid) - cpuUs;
+        t.walBytes += (await walLsn(t.client)) - lsn;
+      }
+    }
+    const requests = BATCHES * N;
+    console.log(
+      `ledger of ${PREFILL} rows; N=${N} (settles of the last batch + new holds), ${BATCHES} batches, a checkpoint every ${CHECKPOINT_EVERY}`,
+    );
+    for (const t of contenders) {
+      console.log(
+        `${t.name.padEnd(18)} backend CPU ${(t.cpuUs / requests).toFixed(1)} µs, WAL ${(t.walBytes / requests).toFixed(0)} bytes per request (hold + settle)`,
+      );
+    }
+  } finally {
+    for (const t of contenders) {
+      await t.client.end();
+      await sy.dropDatabase(ADMIN_URL, t.database.name);
+    }
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
