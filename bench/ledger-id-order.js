@@ -82,12 +82,6 @@ async function oneBatch(t) {
   t.open = rows.slice(k).map((r) => r.o_id);
 }
 
-async function walLsn(client) {
-  const { rows } = await client.query('SELECT pg_current_wal_insert_lsn()::text AS lsn');
-  const [hi, lo] = rows[0].lsn.split('/');
-  return parseInt(hi, 16) * 2 ** 32 + parseInt(lo, 16);
-}
-
 async function main() {
   const contenders = [];
   try {
@@ -97,11 +91,11 @@ async function main() {
     for (let i = 0; i < BATCHES; i++) {
       if (i % CHECKPOINT_EVERY === 0) await contenders[0].client.query('CHECKPOINT');
       for (const t of i % 2 ? contenders : [...contenders].reverse()) {
-        const lsn = await walLsn(t.client);
+        const lsn = await sy.walInsertLsn(t.client);
         const cpuUs = processCpuUs(t.pid);
         await oneBatch(t);
         t.cpuUs += processCpuUs(t.pid) - cpuUs;
-        t.walBytes += (await walLsn(t.client)) - lsn;
+        t.walBytes += (await sy.walInsertLsn(t.client)) - lsn;
       }
     }
     const requests = BATCHES * N;

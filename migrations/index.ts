@@ -3,7 +3,7 @@ import { CreditsPricingIdempotency1732300006000 } from './1732300006000-credits-
 import { GenerationJobQueue1732300008000 } from './1732300008000-generation-job-queue';
 import { CreditsLedgerBatch1732300010000 } from './1732300010000-credits-ledger-batch';
 import { CreditsLedgerBatchRows1732300012000 } from './1732300012000-credits-ledger-batch-rows';
-import { CreditLedgerTimeOrderedIds1732300014000 } from './1732300014000-credit-ledger-time-ordered-ids';
+import { TimeOrderedIds1732300014000 } from './1732300014000-time-ordered-ids';
 
 /** Every migration in order. Listed explicitly so the same list works from ts and from dist. */
 export const MIGRATIONS = [
@@ -12,5 +12,5 @@ export const MIGRATIONS = [
   GenerationJobQueue1732300008000,
   CreditsLedgerBatch1732300010000,
   CreditsLedgerBatchRows1732300012000,
-  CreditLedgerTimeOrderedIds1732300014000,
+  TimeOrderedIds1732300014000,
 ];

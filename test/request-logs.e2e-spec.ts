@@ -37,6 +37,13 @@ describe('request logs', () => {
       await writer.flush();
       expect(writer.pending).toBe(0);
       expect(await countRows(gw.databaseUrl)).toBe(1200);
+      // Time-ordered ids (UUIDv7, migration 1732300014000): appended to the primary key.
+      expect(
+        await countRows(
+          gw.databaseUrl,
+          `id::text !~ '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'`,
+        ),
+      ).toBe(0);
     } finally {
       await gw.close();
     }

@@ -971,12 +971,12 @@ function filesIn(dir: string, suffix: string): string[] {
       try {
         const results = await runSection('Database rollback', { DATABASE_URL: scratch });
         expect(outputOf(results, 'migrate:revert --dry')).toContain(
-          'Would revert: CreditLedgerTimeOrderedIds1732300014000',
+          'Would revert: TimeOrderedIds1732300014000',
         );
         expect(results.map((r) => r.stdout).join('')).toContain(
-          'Reverted CreditLedgerTimeOrderedIds1732300014000.',
+          'Reverted TimeOrderedIds1732300014000.',
         );
-        expect(outputOf(results, 'FROM migrations')).not.toContain('CreditLedgerTimeOrderedIds');
+        expect(outputOf(results, 'FROM migrations')).not.toContain('TimeOrderedIds');
         expect(
           filesIn(SANDBOX, '.dump').some((f) => f.startsWith('switchyard-before-revert-')),
         ).toBe(true);
@@ -1183,6 +1183,17 @@ async function ledgerBatchVersion(url: string): Promise<'ordered' | 'rows' | 'lo
   });
 }
 
+/** The default of the id column of the two tables every billed request writes to. */
+async function idDefaults(url: string): Promise<Record<string, string>> {
+  return withClient(url, async (c) => {
+    const { rows } = await c.query<{ table_name: string; column_default: string }>(
+      `SELECT table_name, column_default FROM information_schema.columns
+        WHERE table_name IN ('credit_ledger', 'request_logs') AND column_name = 'id'`,
+    );
+    return Object.fromEntries(rows.map((r) => [r.table_name, r.column_default]));
+  });
+}
+
 async function hasColumn(url: string, table: string, column: string): Promise<boolean> {
   return withClient(
     url,
@@ -1231,7 +1242,7 @@ describe('migrate:revert', () => {
   it('names the migration with --dry, reverts it, and migrate applies it again', async () => {
     const before = await appliedMigrations(url);
     const last = before[before.length - 1];
-    expect(last).toBe('CreditLedgerTimeOrderedIds1732300014000');
+    expect(last).toBe('TimeOrderedIds1732300014000');
 
     const dry = await cli(['migrate:revert', '--dry'], url);
     expect(dry).toEqual({ code: 0, out: `Would revert: ${last}\n` });
@@ -1241,13 +1252,21 @@ describe('migrate:revert', () => {
     expect(revert.code).toBe(0);
     expect(revert.out).toContain(`Reverted ${last}.`);
     expect(await appliedMigrations(url)).toEqual(before.slice(0, -1));
-    // Its down step ran: the function is the one of the migration before.
+    // Its down step ran: the function is the one of the migration before, ids random again.
     expect(await ledgerBatchVersion(url)).toBe('rows');
+    expect(await idDefaults(url)).toEqual({
+      credit_ledger: 'gen_random_uuid()',
+      request_logs: 'gen_random_uuid()',
+    });
 
     expect((await cli(['migrate', '--dry'], url)).out).toContain(last);
     expect((await cli(['migrate'], url)).code).toBe(0);
     expect(await appliedMigrations(url)).toEqual(before);
     expect(await ledgerBatchVersion(url)).toBe('ordered');
+    expect(await idDefaults(url)).toEqual({
+      credit_ledger: 'uuid_v7()',
+      request_logs: 'uuid_v7()',
+    });
   });
 
   it('reverts one migration per call and refuses the initial schema', async () => {
@@ -1297,9 +1316,7 @@ describe('migrate:revert', () => {
         await someoneWaitsForMigrationLock(url);
         expect(await ledgerBatchVersion(url)).toBe('rows');
         await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
-        expect((await migrating).map((m) => m.name)).toEqual([
-          'CreditLedgerTimeOrderedIds1732300014000',
-        ]);
+        expect((await migrating).map((m) => m.name)).toEqual(['TimeOrderedIds1732300014000']);
         expect(await ledgerBatchVersion(url)).toBe('ordered');
       } finally {
         await dataSource.destroy();

@@ -68,6 +68,13 @@ async function createDatabase(adminUrl, stamp) {
   return { name, url: withDatabase(adminUrl, name) };
 }
 
+/** Where the server's next WAL record goes, in bytes: two readings give the WAL written between. */
+async function walInsertLsn(client) {
+  const { rows } = await client.query('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+  const [hi, lo] = rows[0].lsn.split('/');
+  return parseInt(hi, 16) * 2 ** 32 + parseInt(lo, 16);
+}
+
 async function dropDatabase(adminUrl, name) {
   await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
 }
@@ -247,6 +254,7 @@ module.exports = {
   ensureBuilt,
   createDatabase,
   dropDatabase,
+  walInsertLsn,
   migrate,
   setSynchronousCommit,
   writeProvidersFile,

@@ -7,7 +7,6 @@ export {
   installHttpObservability,
   recordUnparsedRequest,
   requestIdFrom,
-  UNPARSED_ROUTE,
 } from './http-observability';
 export type { CompletedRequest, UnparsedRequest } from './http-observability';
 export { annotateRequest, requestAnnotations } from './request-annotations';

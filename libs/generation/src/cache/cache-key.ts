@@ -124,7 +124,7 @@ function headerTokens(headers: Headers, name: string): readonly string[] {
   const raw = headers[name];
   // Most requests send none of these headers.
   if (raw === undefined) return NO_TOKENS;
-  const value = Array.isArray(raw) ? raw.join(',') : (raw ?? '');
+  const value = Array.isArray(raw) ? raw.join(',') : raw;
   return value
     .split(',')
     .map((t) => t.trim().toLowerCase())
