@@ -8,8 +8,9 @@
  * inserts touch pages all over both indexes; after a checkpoint each first touch of a page also
  * writes the whole page to the WAL. Time-ordered keys append at the right edge.
  *
- * Two scratch databases migrated with our CLI; in one `credits_apply_batch` is put back to
- * random ids.
+ * Three scratch databases migrated with our CLI: in one `credits_apply_batch` is put back to
+ * random ids; the third also gets request ids as the gateway makes them when the client sends
+ * none (time-ordered, for the ledger's request_id index) instead of random ones.
  * Batches alternate between them (the order swapped every batch), a CHECKPOINT is taken every
  * CHECKPOINT_EVERY batches in both, as checkpoint_timeout would, and each backend's CPU is read
  * from /proc (Postgres must run on this machine) and the WAL written from pg_current_wal_insert_lsn.
@@ -22,6 +23,9 @@ const sy = require('./lib/switchyard');
 const { processCpuUs } = require('./lib/procstat');
 
 const { Client } = require(path.join(sy.ROOT, 'node_modules/pg'));
+const { timeOrderedRequestId } = require(
+  path.join(sy.ROOT, 'dist/libs/observability/src/http-observability'),
+);
 const ADMIN_URL = sy.adminDatabaseUrl();
 const N = Number(process.env.N || 20);
 const BATCHES = Number(process.env.BATCHES || 600);
@@ -31,7 +35,8 @@ const APPLY = `SELECT * FROM credits_apply_batch(
   $1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[])`;
 
 /** `random`: this build's function put back to gen_random_uuid() ids, as before item 21. */
-async function contender(name, random) {
+/** `requestIds`: how the batch's request ids are made (randomUUID, or the gateway's own). */
+async function contender(name, random, requestIds = randomUUID) {
   const database = await sy.createDatabase(
     ADMIN_URL,
     `ledger_ids_${Date.now()}_${random ? 'v4' : 'v7'}`,
@@ -65,7 +70,17 @@ async function contender(name, random) {
   );
   await client.query('VACUUM ANALYZE credit_ledger');
   const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
-  return { name, database, client, user, pid: rows[0].pid, open: [], cpuUs: 0, walBytes: 0 };
+  return {
+    name,
+    database,
+    client,
+    user,
+    requestIds,
+    pid: rows[0].pid,
+    open: [],
+    cpuUs: 0,
+    walBytes: 0,
+  };
 }
 
 async function oneBatch(t) {
@@ -76,7 +91,7 @@ async function oneBatch(t) {
     Array(n).fill(t.user),
     [...t.open, ...Array(N).fill(null)],
     [...Array(k).fill(3), ...Array(N).fill(10)],
-    Array.from({ length: n }, () => randomUUID()),
+    Array.from({ length: n }, () => t.requestIds()),
     Array(n).fill('bench'),
   ]);
   t.open = rows.slice(k).map((r) => r.o_id);
@@ -87,6 +102,7 @@ async function main() {
   try {
     contenders.push(await contender('random (v4)', true));
     contenders.push(await contender('time-ordered (v7)', false));
+    contenders.push(await contender('+ v7 request ids', false, timeOrderedRequestId));
     for (let i = 0; i < 20; i++) for (const t of contenders) await oneBatch(t);
     for (let i = 0; i < BATCHES; i++) {
       if (i % CHECKPOINT_EVERY === 0) await contenders[0].client.query('CHECKPOINT');

@@ -111,7 +111,9 @@ describe('foundation: health, errors, request ids', () => {
     const res2 = await fetch(`${gw.url}/health`, { headers: { 'x-correlation-id': 'corr-789' } });
     expect(res2.headers.get('x-request-id')).toBe('corr-789');
     const generated = (await fetch(`${gw.url}/health`)).headers.get('x-request-id');
-    expect(generated).toMatch(/^[0-9a-f-]{36}$/);
+    expect(generated).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
     await waitFor(() =>
       gw.logs.some(
         (l) => l.includes('"request_id":"req-abc-123"') && l.includes('request completed'),

@@ -1,7 +1,12 @@
 import Fastify from 'fastify';
 import { Writable } from 'node:stream';
 import { sameHiddenClass } from '../../../test/support/hidden-class';
-import { CompletedRequest, installHttpObservability } from './http-observability';
+import {
+  CompletedRequest,
+  installHttpObservability,
+  requestIdFrom,
+  timeOrderedRequestId,
+} from './http-observability';
 import { createLogger } from './logger';
 import { annotateRequest } from './request-annotations';
 
@@ -38,5 +43,26 @@ describe('completed requests handed to the request log', () => {
     });
     expect(sameHiddenClass(completed[298], completed[299])).toBe(true);
     expect(sameHiddenClass(completed[0], completed[299])).toBe(true);
+  });
+});
+
+describe('request ids the gateway makes', () => {
+  const V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+  it('are UUIDv7 carrying the time, and sort as text in the order they were made', () => {
+    const at = Date.UTC(2026, 10, 23, 12, 0, 0, 123);
+    const id = timeOrderedRequestId(at);
+    expect(id).toMatch(V7);
+    expect(parseInt(id.replace(/-/g, '').slice(0, 12), 16)).toBe(at);
+    const later = [1, 2, 1000, 86_400_000].map((ms) => timeOrderedRequestId(at + ms));
+    expect([id, ...later].sort()).toEqual([id, ...later]);
+    const many = new Set(Array.from({ length: 1000 }, () => timeOrderedRequestId(at)));
+    expect(many.size).toBe(1000);
+  });
+
+  it('are made only when the caller sent no usable id', () => {
+    expect(requestIdFrom({})).toMatch(V7);
+    expect(requestIdFrom({ 'x-request-id': 'req-abc-123' })).toBe('req-abc-123');
+    expect(requestIdFrom({ 'x-request-id': 'bad id with spaces' })).toMatch(V7);
   });
 });
