@@ -13,11 +13,15 @@
  *   npm run build && node bench/ledger-batch-cost.js        (N=20 BATCHES=800; N=1 BATCHES=3000)
  */
 const path = require('node:path');
-const { randomUUID } = require('node:crypto');
 const sy = require('./lib/switchyard');
 const { processCpuUs } = require('./lib/procstat');
+const {
+  openScratchLedger,
+  closeScratchLedger,
+  applyBatch,
+  settlesAndHolds,
+} = require('./lib/ledger');
 
-const { Client } = require(path.join(sy.ROOT, 'node_modules/pg'));
 const { CreditsLedgerBatch1732300010000: Loop } = require(
   path.join(sy.ROOT, 'dist/migrations/1732300010000-credits-ledger-batch'),
 );
@@ -25,57 +29,23 @@ const ADMIN_URL = sy.adminDatabaseUrl();
 const N = Number(process.env.N || 20);
 const BATCHES = Number(process.env.BATCHES || (N === 1 ? 3000 : 800));
 const PURE = process.env.PURE === '1';
-const APPLY = `SELECT * FROM credits_apply_batch(
-  $1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[])`;
 
 async function contender(name, useLoop) {
-  const database = await sy.createDatabase(ADMIN_URL, `ledger_${Date.now()}_${name}`);
-  sy.migrate(database.url);
-  const client = new Client({ connectionString: database.url });
-  await client.connect();
-  if (useLoop) await new Loop().up({ query: (sql) => client.query(sql) });
-  const user = randomUUID();
-  await client.query(`INSERT INTO users (id, username) VALUES ($1, $2)`, [user, `bench-${user}`]);
-  await client.query(`INSERT INTO user_credits (user_id, balance) VALUES ($1, 1000000000000)`, [
-    user,
-  ]);
-  const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
-  return { name, database, client, user, pid: rows[0].pid, open: [], cpuUs: 0, wallNs: 0n };
-}
-
-async function apply(t, kinds, refs, amounts) {
-  const n = kinds.length;
-  const requests = Array.from({ length: n }, () => randomUUID());
-  const { rows } = await t.client.query(APPLY, [
-    kinds,
-    Array(n).fill(t.user),
-    refs,
-    amounts,
-    requests,
-    Array(n).fill('bench'),
-  ]);
-  return rows;
+  const ledger = await openScratchLedger(ADMIN_URL, name, async (client) => {
+    if (useLoop) await new Loop().up({ query: (sql) => client.query(sql) });
+  });
+  return { ...ledger, name, cpuUs: 0, wallNs: 0n };
 }
 
 async function oneBatch(t) {
-  if (PURE) {
-    const held = await apply(t, Array(N).fill('debit'), Array(N).fill(null), Array(N).fill(10));
-    await apply(
-      t,
-      Array(N).fill('settle'),
-      held.map((r) => r.o_id),
-      Array(N).fill(3),
-    );
-    return;
-  }
-  const k = t.open.length;
-  const rows = await apply(
+  if (!PURE) return settlesAndHolds(t, N);
+  const held = await applyBatch(t, Array(N).fill('debit'), Array(N).fill(null), Array(N).fill(10));
+  await applyBatch(
     t,
-    [...Array(k).fill('settle'), ...Array(N).fill('debit')],
-    [...t.open, ...Array(N).fill(null)],
-    [...Array(k).fill(3), ...Array(N).fill(10)],
+    Array(N).fill('settle'),
+    held.map((r) => r.o_id),
+    Array(N).fill(3),
   );
-  t.open = rows.slice(k).map((r) => r.o_id);
 }
 
 async function main() {
@@ -103,10 +73,7 @@ async function main() {
       );
     }
   } finally {
-    for (const t of contenders) {
-      await t.client.end();
-      await sy.dropDatabase(ADMIN_URL, t.database.name);
-    }
+    for (const t of contenders) await closeScratchLedger(ADMIN_URL, t);
   }
 }
 

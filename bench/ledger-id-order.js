@@ -8,11 +8,11 @@
  * inserts touch pages all over both indexes; after a checkpoint each first touch of a page also
  * writes the whole page to the WAL. Time-ordered keys append at the right edge.
  *
- * Three scratch databases migrated with our CLI: in one `credits_apply_batch` is put back to
- * random ids; the third also gets request ids as the gateway makes them when the client sends
- * none (time-ordered, for the ledger's request_id index) instead of random ones.
- * Batches alternate between them (the order swapped every batch), a CHECKPOINT is taken every
- * CHECKPOINT_EVERY batches in both, as checkpoint_timeout would, and each backend's CPU is read
+ * Three scratch ledgers: in one `credits_apply_batch` is put back to random ids (migration
+ * 1732300012000's version); the third also gets request ids as the gateway makes them when the
+ * client sends none (time-ordered, for the ledger's request_id index) instead of random ones.
+ * Batches go to them in turn (the order swapped every batch), a CHECKPOINT is taken every
+ * CHECKPOINT_EVERY batches, as checkpoint_timeout would, and each backend's CPU is read
  * from /proc (Postgres must run on this machine) and the WAL written from pg_current_wal_insert_lsn.
  *
  *   npm run build && node bench/ledger-id-order.js     (PREFILL=2000000 N=20 BATCHES=600)
@@ -21,8 +21,11 @@ const path = require('node:path');
 const { randomUUID } = require('node:crypto');
 const sy = require('./lib/switchyard');
 const { processCpuUs } = require('./lib/procstat');
+const { openScratchLedger, closeScratchLedger, settlesAndHolds } = require('./lib/ledger');
 
-const { Client } = require(path.join(sy.ROOT, 'node_modules/pg'));
+const { creditsApplyBatchSql } = require(
+  path.join(sy.ROOT, 'dist/migrations/1732300012000-credits-ledger-batch-rows'),
+);
 const { timeOrderedRequestId } = require(
   path.join(sy.ROOT, 'dist/libs/observability/src/http-observability'),
 );
@@ -31,71 +34,34 @@ const N = Number(process.env.N || 20);
 const BATCHES = Number(process.env.BATCHES || 600);
 const PREFILL = Number(process.env.PREFILL || 2_000_000);
 const CHECKPOINT_EVERY = Number(process.env.CHECKPOINT_EVERY || 100);
-const APPLY = `SELECT * FROM credits_apply_batch(
-  $1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[])`;
 
-/** `random`: this build's function put back to gen_random_uuid() ids, as before item 21. */
-/** `requestIds`: how the batch's request ids are made (randomUUID, or the gateway's own). */
-async function contender(name, random, requestIds = randomUUID) {
-  const database = await sy.createDatabase(
+/**
+ * `randomIds`: this build's function with gen_random_uuid() ids, as before item 21.
+ * `requestId`: how the batch's request ids are made (randomUUID, or the gateway's own).
+ */
+async function contender(name, randomIds, requestId = randomUUID) {
+  const newId = randomIds ? 'gen_random_uuid()' : 'uuid_v7()';
+  const ledger = await openScratchLedger(
     ADMIN_URL,
-    `ledger_ids_${Date.now()}_${random ? 'v4' : 'v7'}`,
+    randomIds ? 'v4' : 'v7',
+    async (client, user) => {
+      await client.query(creditsApplyBatchSql(newId));
+      // A ledger's history: holds and their settles, with the ids this contender writes.
+      await client.query(
+        `INSERT INTO credit_ledger (id, user_id, event_type, amount, balance_after, idempotency_key, request_id, description, created_at)
+       SELECT ${newId}, $1, CASE WHEN g % 2 = 0 THEN 'debit' ELSE 'settle' END, 1, 1,
+              CASE WHEN g % 2 = 1 THEN 'close:' || gen_random_uuid()::text END,
+              gen_random_uuid()::text, 'prefill', now() - interval '1 day' + g * interval '1 ms'
+       FROM generate_series(1, $2::int) AS g`,
+        [user, PREFILL],
+      );
+      await client.query('VACUUM ANALYZE credit_ledger');
+    },
   );
-  sy.migrate(database.url);
-  const client = new Client({ connectionString: database.url });
-  await client.connect();
-  if (random) {
-    const { rows: def } = await client.query(
-      `SELECT pg_get_functiondef('credits_apply_batch'::regproc) AS sql`,
-    );
-    const swapped = def[0].sql.replace('o_id := uuid_v7();', 'o_id := gen_random_uuid();');
-    if (swapped === def[0].sql)
-      throw new Error('credits_apply_batch no longer sets o_id as expected');
-    await client.query(swapped);
-  }
-  const user = randomUUID();
-  await client.query(`INSERT INTO users (id, username) VALUES ($1, $2)`, [user, `bench-${user}`]);
-  await client.query(`INSERT INTO user_credits (user_id, balance) VALUES ($1, 1000000000000)`, [
-    user,
-  ]);
-  // A ledger's history: holds and their settles, with the ids this contender writes.
-  const id = random ? 'gen_random_uuid()' : 'uuid_v7()';
-  await client.query(
-    `INSERT INTO credit_ledger (id, user_id, event_type, amount, balance_after, idempotency_key, request_id, description, created_at)
-     SELECT ${id}, $1, CASE WHEN g % 2 = 0 THEN 'debit' ELSE 'settle' END, 1, 1,
-            CASE WHEN g % 2 = 1 THEN 'close:' || gen_random_uuid()::text END,
-            gen_random_uuid()::text, 'prefill', now() - interval '1 day' + g * interval '1 ms'
-     FROM generate_series(1, $2::int) AS g`,
-    [user, PREFILL],
-  );
-  await client.query('VACUUM ANALYZE credit_ledger');
-  const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
-  return {
-    name,
-    database,
-    client,
-    user,
-    requestIds,
-    pid: rows[0].pid,
-    open: [],
-    cpuUs: 0,
-    walBytes: 0,
-  };
+  return { ...ledger, name, requestId, cpuUs: 0, walBytes: 0 };
 }
 
-async function oneBatch(t) {
-  const k = t.open.length;
-  const n = k + N;
-  const { rows } = await t.client.query(APPLY, [
-    [...Array(k).fill('settle'), ...Array(N).fill('debit')],
-    Array(n).fill(t.user),
-    [...t.open, ...Array(N).fill(null)],
-    [...Array(k).fill(3), ...Array(N).fill(10)],
-    Array.from({ length: n }, () => t.requestIds()),
-    Array(n).fill('bench'),
-  ]);
-  t.open = rows.slice(k).map((r) => r.o_id);
-}
+const oneBatch = (t) => settlesAndHolds(t, N, t.requestId);
 
 async function main() {
   const contenders = [];
@@ -124,10 +90,7 @@ async function main() {
       );
     }
   } finally {
-    for (const t of contenders) {
-      await t.client.end();
-      await sy.dropDatabase(ADMIN_URL, t.database.name);
-    }
+    for (const t of contenders) await closeScratchLedger(ADMIN_URL, t);
   }
 }
 

@@ -2,7 +2,7 @@ import pino from 'pino';
 import { Writable } from 'node:stream';
 import Fastify, { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { ACCESS_LOG_MESSAGE, createAccessLogWriter } from './access-log';
+import { ACCESS_LOG_MESSAGE, AccessLogEntry, createAccessLogWriter } from './access-log';
 import { installHttpObservability, requestIdFrom } from './http-observability';
 import { createLogger } from './logger';
 import { annotateRequest, RequestAnnotations } from './request-annotations';
@@ -25,6 +25,21 @@ function sink(): { stream: Writable; lines: () => Record<string, unknown>[]; tex
 }
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+/** The line the hand-built writer must match: the same entry through logger.info. */
+function writeThroughInfo(logger: Logger, entry: AccessLogEntry): void {
+  logger.info(
+    {
+      request_id: entry.requestId,
+      method: entry.method,
+      route: entry.route,
+      status: entry.status,
+      latency_ms: entry.latencyMs,
+      ...entry.annotations,
+    },
+    'request completed',
+  );
+}
 
 const SECRETS = {
   bearer: 'Bearer sy-abcdefghijklmnopqrstuvwxyz012345',
@@ -129,17 +144,7 @@ describe('access log line ("request completed")', () => {
       annotations: { model: 'm "quoted" \\ \n', cached: true, credits: Infinity, error: 'x' },
     };
     createAccessLogWriter(fastLogger)(entry);
-    slowLogger.info(
-      {
-        request_id: entry.requestId,
-        method: entry.method,
-        route: entry.route,
-        status: entry.status,
-        latency_ms: entry.latencyMs,
-        ...entry.annotations,
-      },
-      'request completed',
-    );
+    writeThroughInfo(slowLogger, entry);
     await tick();
     const strip = (text: string) => text.replace(/"time":"[^"]+"/, '"time":"T"');
     expect(strip(fast.text())).toBe(strip(slow.text()));
@@ -179,17 +184,7 @@ describe('access log line ("request completed")', () => {
       annotations: { model: 'm' },
     };
     createAccessLogWriter(fastLogger)(entry);
-    slowLogger.info(
-      {
-        request_id: entry.requestId,
-        method: entry.method,
-        route: entry.route,
-        status: entry.status,
-        latency_ms: entry.latencyMs,
-        ...entry.annotations,
-      },
-      'request completed',
-    );
+    writeThroughInfo(slowLogger, entry);
     await tick();
     expect(info).not.toHaveBeenCalled();
     const strip = (text: string) => text.replace(/"time":\d+/, '"time":0');
