@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * Postgres CPU of `credits_apply_batch`, this build's against the loop of migration
- * 1732300010000 (docs/performance.md item 15). Two scratch databases migrated with our CLI; in
- * one the function is put back to that loop. Batches go to the two in turn (the order swapped
- * every batch, so the machine's drift hits both), and each backend's CPU time is read from
- * /proc, so Postgres must run on this machine.
+ * Postgres CPU of `credits_apply_batch` as this build runs it, against the same statement not
+ * prepared (item 22) and against the loop of migration 1732300010000 (item 15). Three scratch
+ * databases migrated with our CLI; in the last the function is put back to that loop. Batches go
+ * to the three in turn (the order reversed every batch, so the machine's drift hits all), and
+ * each backend's CPU time is read from /proc, so Postgres must run on this machine.
  *
  * By default every batch settles the previous batch's holds and holds N new ones, as the
  * gateway's batches under load do; PURE=1 sends N holds, then their N settles, as two batches.
@@ -30,11 +30,11 @@ const N = Number(process.env.N || 20);
 const BATCHES = Number(process.env.BATCHES || (N === 1 ? 3000 : 800));
 const PURE = process.env.PURE === '1';
 
-async function contender(name, useLoop) {
+async function contender(name, { useLoop = false, prepared = true } = {}) {
   const ledger = await openScratchLedger(ADMIN_URL, name, async (client) => {
     if (useLoop) await new Loop().up({ query: (sql) => client.query(sql) });
   });
-  return { ...ledger, name, cpuUs: 0, wallNs: 0n };
+  return { ...ledger, prepared, name, cpuUs: 0, wallNs: 0n };
 }
 
 async function oneBatch(t) {
@@ -49,7 +49,11 @@ async function oneBatch(t) {
 }
 
 async function main() {
-  const contenders = [await contender('current', false), await contender('loop', true)];
+  const contenders = [
+    await contender('current'),
+    await contender('unprepared', { prepared: false }),
+    await contender('loop', { useLoop: true }),
+  ];
   try {
     for (let i = 0; i < 50; i++) for (const t of contenders) await oneBatch(t);
     for (let i = 0; i < BATCHES; i++) {
@@ -69,7 +73,7 @@ async function main() {
       const cpuUs = t.cpuUs / requests;
       const wallUs = Number(t.wallNs) / 1e3 / requests;
       console.log(
-        `${t.name.padEnd(8)} backend CPU ${cpuUs.toFixed(1)} µs, wall ${wallUs.toFixed(1)} µs per request (hold + settle)`,
+        `${t.name.padEnd(10)} backend CPU ${cpuUs.toFixed(1)} µs, wall ${wallUs.toFixed(1)} µs per request (hold + settle)`,
       );
     }
   } finally {

@@ -1132,7 +1132,11 @@ function filesIn(dir: string, suffix: string): string[] {
 );
 
 /** Runs the CLI in this process (no build), capturing what it prints. */
-async function cli(args: string[], databaseUrl: string): Promise<{ code: number; out: string }> {
+async function cli(
+  args: string[],
+  databaseUrl: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string }> {
   const out: string[] = [];
   const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
     out.push(String(chunk));
@@ -1144,6 +1148,7 @@ async function cli(args: string[], databaseUrl: string): Promise<{ code: number;
       NODE_ENV: 'test',
       DATABASE_URL: databaseUrl,
       LOG_LEVEL: 'warn',
+      ...env,
     });
     return { code, out: out.join('') };
   } finally {
@@ -1267,6 +1272,22 @@ describe('migrate:revert', () => {
       credit_ledger: 'uuid_v7()',
       request_logs: 'uuid_v7()',
     });
+  });
+
+  it('reverts and migrates on a pool of one connection (DB_POOL_MAX_SIZE=1)', async () => {
+    // Both run on the connection that holds the migrations' lock; on a second one a pool of one
+    // waited for itself until the connect timeout.
+    const onePool = { DB_POOL_MAX_SIZE: '1', DB_CONNECT_TIMEOUT_MS: '3000' };
+    const before = await appliedMigrations(url);
+    const revert = await cli(['migrate:revert'], url, onePool);
+    expect(revert.out).toContain(`Reverted ${before[before.length - 1]}.`);
+    expect(await appliedMigrations(url)).toEqual(before.slice(0, -1));
+    const migrate = await cli(['migrate'], url, onePool);
+    expect(migrate).toEqual({
+      code: 0,
+      out: `Applied 1 migration(s):\n  ${before[before.length - 1]}\n`,
+    });
+    expect(await appliedMigrations(url)).toEqual(before);
   });
 
   it('reverts one migration per call and refuses the initial schema', async () => {

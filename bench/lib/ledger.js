@@ -2,16 +2,16 @@
 /**
  * A scratch ledger for the scripts that time `credits_apply_batch` (ledger-batch-cost.js,
  * ledger-id-order.js): a database migrated with our CLI, one account whose balance never runs
- * out, and the pid of the connection's backend, whose CPU those scripts read from /proc.
+ * out, and the pid of the connection's backend, whose CPU those scripts read from /proc. Batches
+ * go out as the gateway's own statement, prepared as the gateway prepares it unless the ledger's
+ * `prepared` is set to false.
  */
 const path = require('node:path');
 const { randomUUID } = require('node:crypto');
 const sy = require('./switchyard');
 
 const { Client } = require(path.join(sy.ROOT, 'node_modules/pg'));
-
-const APPLY = `SELECT * FROM credits_apply_batch(
-  $1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[])`;
+const { APPLY_BATCH } = require(path.join(sy.ROOT, 'dist/libs/credits/src/ledger-batcher'));
 
 /** `prepare(client, userId)` runs once the account exists: swap the function, prefill rows. */
 async function openScratchLedger(adminUrl, tag, prepare = async () => {}) {
@@ -26,7 +26,7 @@ async function openScratchLedger(adminUrl, tag, prepare = async () => {}) {
   ]);
   await prepare(client, user);
   const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
-  return { database, client, user, pid: rows[0].pid, open: [] };
+  return { database, client, user, pid: rows[0].pid, open: [], prepared: true };
 }
 
 async function closeScratchLedger(adminUrl, ledger) {
@@ -37,14 +37,17 @@ async function closeScratchLedger(adminUrl, ledger) {
 /** One batch statement: holds (`debit`, amount) and closes (`settle`/`refund` of a ref). */
 async function applyBatch(ledger, kinds, refs, amounts, requestId = randomUUID) {
   const n = kinds.length;
-  const { rows } = await ledger.client.query(APPLY, [
-    kinds,
-    Array(n).fill(ledger.user),
-    refs,
-    amounts,
-    Array.from({ length: n }, () => requestId()),
-    Array(n).fill('bench'),
-  ]);
+  const { rows } = await ledger.client.query({
+    ...(ledger.prepared ? APPLY_BATCH : { text: APPLY_BATCH.text }),
+    values: [
+      kinds,
+      Array(n).fill(ledger.user),
+      refs,
+      amounts,
+      Array.from({ length: n }, () => requestId()),
+      Array(n).fill('bench'),
+    ],
+  });
   return rows;
 }
 

@@ -13,7 +13,7 @@ import { RedisService } from '@app/redis';
 import { testEnv, withDatabase } from '../../../test/support/test-env';
 import { CreditsRepository } from './credits.repository';
 import { CreditsService } from './credits.service';
-import { LedgerBatcher } from './ledger-batcher';
+import { APPLY_BATCH, LedgerBatcher } from './ledger-batcher';
 import { Reservation } from './credits.types';
 import { PricingRepository } from './pricing.repository';
 import { PricingService } from './pricing.service';
@@ -79,7 +79,7 @@ async function setup() {
     await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await a.end();
   };
-  return { credits, pricing, repository, pg, newUser, books, close };
+  return { credits, pricing, repository, pg, newUser, books, close, config, logger };
 }
 
 type Ctx = Awaited<ReturnType<typeof setup>>;
@@ -210,6 +210,38 @@ describe('CreditsService against Postgres', () => {
     expect(Math.max(...millis)).toBeLessThanOrEqual(after + 1);
     // Within one millisecond the rest is random; across milliseconds the ids follow the writes.
     expect([...millis].sort((a, b) => a - b)).toEqual(millis);
+  });
+
+  it('prepares the batch statement once per connection and runs it from then on', async () => {
+    // One connection, so every statement below is on the session pg_prepared_statements shows
+    // (and connect() must migrate on the connection that holds the migrations' lock).
+    const single = new DatabaseService(
+      { ...ctx.config, database: { ...ctx.config.database, poolMax: 1 } },
+      ctx.logger,
+    );
+    await single.connect();
+    try {
+      const credits = new CreditsService(
+        ctx.config,
+        ctx.logger,
+        new CreditsRepository(single),
+        ctx.pricing,
+        new LedgerBatcher(single),
+      );
+      const user = await ctx.newUser(100);
+      for (const amount of [10, 20, 30]) {
+        await credits.settle(await credits.reserve({ userId: user, amount }), 5);
+      }
+      const prepared = await single.query<{ statement: string; executions: number }>(
+        `SELECT statement, (generic_plans + custom_plans)::int AS executions
+           FROM pg_prepared_statements WHERE name = $1`,
+        [APPLY_BATCH.name],
+      );
+      expect(prepared).toEqual([{ statement: APPLY_BATCH.text, executions: 6 }]);
+      expect(await ctx.books(user)).toEqual({ balance: 85, sum: 85, rows: 7 });
+    } finally {
+      await single.onApplicationShutdown();
+    }
   });
 
   it('finishes settles handed to the background before shutdown goes on', async () => {

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DatabaseService } from '@app/database';
+import { DatabaseService, PreparedStatement } from '@app/database';
 import { histogram } from '@app/observability';
 import { LedgerEntry, LedgerEventType } from './credits.types';
 
@@ -18,6 +18,12 @@ const MAX_IN_FLIGHT = 2;
  * one commit instead of the hold queueing behind the settle's.
  */
 const PATIENT_MS = 5;
+
+/** Every batch runs this one statement, so each connection prepares it once. */
+export const APPLY_BATCH: PreparedStatement = {
+  name: 'credits_apply_batch',
+  text: `SELECT * FROM credits_apply_batch($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[])`,
+};
 
 export const creditBatchSize = histogram(
   'gateway_credit_batch_size',
@@ -133,7 +139,7 @@ export class LedgerBatcher {
     let rows: BatchRow[];
     try {
       rows = await this.db.query<BatchRow>(
-        `SELECT * FROM credits_apply_batch($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[])`,
+        APPLY_BATCH,
         [
           batch.map((p) => p.op.kind),
           batch.map((p) => p.op.userId),

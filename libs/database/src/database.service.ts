@@ -1,5 +1,5 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
-import { DataSource, Migration } from 'typeorm';
+import { DataSource, Migration, MigrationExecutor, QueryRunner } from 'typeorm';
 import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
@@ -25,6 +25,17 @@ export interface Queryable {
   execute<T = any>(sql: string, params?: unknown[]): Promise<{ rows: T[]; rowCount: number }>;
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
+
+/**
+ * A statement Postgres parses, analyses and plans once per pooled connection (a named prepared
+ * statement) instead of on every call: for the ledger's batch statement that was a sixth of its
+ * Postgres CPU when it carries one request's operations (docs/performance.md item 22). `name`
+ * identifies `text` on every connection, so one name must never be given two texts.
+ */
+export interface PreparedStatement {
+  readonly name: string;
+  readonly text: string;
+}
 
 const PROBE_INTERVAL_MS = 2000;
 
@@ -79,17 +90,26 @@ export const MIGRATION_LOCK_ID = 7_272_741;
 /**
  * Applies pending migrations while holding a Postgres advisory lock, so replicas (or a worker and
  * an init container) starting together take turns instead of racing to create the same tables.
+ * The migrations run on the lock's own connection: on a second one a pool of one connection
+ * (DB_POOL_MAX_SIZE=1) waited for itself and the gateway never started.
  */
 export async function runMigrationsLocked(dataSource: DataSource): Promise<Migration[]> {
   const runner = dataSource.createQueryRunner();
   await runner.connect();
   try {
     await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
-    return await dataSource.runMigrations({ transaction: 'each' });
+    return await migrationsOn(dataSource, runner).executePendingMigrations();
   } finally {
     await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]).catch(() => undefined);
     await runner.release();
   }
+}
+
+/** TypeORM's migration runner working on `runner`'s connection, each migration in its own transaction. */
+export function migrationsOn(dataSource: DataSource, runner: QueryRunner): MigrationExecutor {
+  const executor = new MigrationExecutor(dataSource, runner);
+  executor.transaction = 'each';
+  return executor;
 }
 
 /** Lists migrations that have not been applied, without applying them. */
@@ -260,14 +280,18 @@ export class DatabaseService implements OnApplicationShutdown {
   }
 
   async query<T = Record<string, unknown>>(
-    sql: string,
+    sql: string | PreparedStatement,
     params: unknown[] = [],
     operation = 'query',
   ): Promise<T[]> {
     if (!this.reachable) throw databaseUnavailable();
     const end = dbQueryDuration.startTimer({ operation });
     try {
-      return (await this.pool().query(sql, params)).rows as T[];
+      const result =
+        typeof sql === 'string'
+          ? await this.pool().query(sql, params)
+          : await this.pool().query({ name: sql.name, text: sql.text, values: params });
+      return result.rows as T[];
     } catch (err) {
       throw this.translate(err, operation);
     } finally {

@@ -3,10 +3,11 @@ export {
   DatabaseService,
   MIGRATION_LOCK_ID,
   createDataSource,
+  migrationsOn,
   pendingMigrations,
   runMigrationsLocked,
 } from './database.service';
-export type { Queryable } from './database.service';
+export type { PreparedStatement, Queryable } from './database.service';
 export { isConnectionError, databaseUnavailable } from './database.errors';
 export { EmbeddedPostgres } from './embedded-postgres';
 export { RequestLogWriter } from './request-log.writer';

@@ -1,5 +1,5 @@
-import { DataSource } from 'typeorm';
-import { MIGRATION_LOCK_ID } from '@app/database';
+import { DataSource, QueryRunner } from 'typeorm';
+import { MIGRATION_LOCK_ID, migrationsOn } from '@app/database';
 import { CliCommand, parseOptions } from '../cli-command';
 import { withMigrationDataSource } from './migration-data-source';
 
@@ -7,12 +7,12 @@ import { withMigrationDataSource } from './migration-data-source';
 const INITIAL_MIGRATION = /^InitialSchema\d+$/;
 
 /** The migration TypeORM's undoLastMigration reverts: the one applied last (highest id). */
-async function lastApplied(dataSource: DataSource): Promise<string | undefined> {
-  const exists = await dataSource.query(
+async function lastApplied(runner: QueryRunner): Promise<string | undefined> {
+  const exists = await runner.query(
     `SELECT to_regclass('public.migrations') IS NOT NULL AS present`,
   );
   if (!exists[0]?.present) return undefined;
-  const rows: { name: string }[] = await dataSource.query(
+  const rows: { name: string }[] = await runner.query(
     'SELECT name FROM migrations ORDER BY id DESC LIMIT 1',
   );
   return rows[0]?.name;
@@ -39,7 +39,7 @@ export const migrateRevertCommand: CliCommand = {
       try {
         await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
         // Read under the lock: a migration applied while we waited is the one to consider.
-        const last = await lastApplied(dataSource);
+        const last = await lastApplied(runner);
         if (!last) {
           ctx.print('No applied migrations: nothing to revert.');
           return 0;
@@ -62,7 +62,7 @@ export const migrateRevertCommand: CliCommand = {
           ctx.print(`Would revert: ${last}`);
           return 0;
         }
-        await dataSource.undoLastMigration({ transaction: 'each' });
+        await migrationsOn(dataSource, runner).undoLastMigration();
         ctx.print(`Reverted ${last}.`);
         ctx.print(
           'A gateway of this version applies it again when it starts: run the previous version now.',
