@@ -2,10 +2,12 @@ import { Client } from 'pg';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
 import { MockUpstream } from './support/mock-upstream';
+import { rawRequest } from './faults/harness';
 import {
   balance,
   call,
   CHAT_COST,
+  CHAT_MODEL,
   chatJob,
   FAST_QUEUE,
   IMAGE_COST,
@@ -262,6 +264,53 @@ describe('async generation jobs over HTTP and WebSocket', () => {
       expect(idle.messages).toEqual([]);
     });
 
+    it('answers other upgrade requests as plain HTTP, on a connection that stays open', async () => {
+      // Node hands every request with `Upgrade` to the upgrade listener: an h2c upgrade (curl
+      // --http2, Java's HttpClient) or a stray header must still reach the API, body and all.
+      const before = await balance(gw, alice.key);
+      const chat = JSON.stringify({
+        model: CHAT_MODEL,
+        messages: [{ role: 'user', content: 'upgrade please' }],
+      });
+      const auth = `Host: gw\r\nAuthorization: Bearer ${alice.key}\r\n`;
+      // One request after the other on one connection (a gap apart), as clients send them.
+      const reply = await rawRequest(
+        gw.url,
+        [
+          `GET /v1/models HTTP/1.1\r\n${auth}Connection: Upgrade, HTTP2-Settings\r\n` +
+            'Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n',
+          `POST /v1/chat/completions HTTP/1.1\r\n${auth}Content-Type: application/json\r\n` +
+            `Content-Length: ${Buffer.byteLength(chat)}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` +
+            chat,
+          'GET /v1/nope HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n',
+        ],
+        { gapMs: 300 },
+      );
+      const text = `${reply.head}\r\n\r\n${reply.body}`;
+      expect([...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))).toEqual([
+        200, 200, 404,
+      ]);
+      expect(text).toContain('"object":"list"');
+      expect(text).toContain('"object":"chat.completion"');
+      expect(text).toMatch(/"code":"not_found"/);
+      expect(text).not.toContain('HTTP/1.1 101');
+      expect(await balance(gw, alice.key)).toBe(before - CHAT_COST);
+    });
+
+    it('survives an upgrade request whose target is not a URL', async () => {
+      for (const target of ['//[', 'http://[::1', 'http://:99999/']) {
+        const reply = await rawRequest(gw.url, [
+          `GET ${target} HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+            'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+            'Connection: close\r\n\r\n',
+        ]);
+        expect(reply.status).toBeGreaterThanOrEqual(400);
+        expect(reply.status).toBeLessThan(500);
+        expect(JSON.parse(reply.body).error).toMatchObject({ type: expect.any(String) });
+      }
+      expect((await fetch(`${gw.url}/health/live`)).status).toBe(200);
+    });
+
     it('authenticates with ?api_key= and with a first auth message', async () => {
       const byQuery = await WsClient.for(gw, undefined, `?api_key=${alice.key}`).ready();
       const byMessage = WsClient.for(gw);
@@ -308,7 +357,7 @@ describe('async generation jobs over HTTP and WebSocket', () => {
       ws.close();
     });
 
-    it('answers 404 to an upgrade on another path', async () => {
+    it('answers 404 to a WebSocket handshake on another path', async () => {
       const other = new WsClient(`${gw.url.replace('http', 'ws')}/v1/not-ws`);
       await expect(other.opened).rejects.toThrow(/404/);
     });

@@ -87,7 +87,7 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
     const server = adapter.getHttpServer() as Server;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
     server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) =>
-      this.onUpgrade(request, socket, head),
+      this.onUpgrade(server, request, socket, head),
     );
     // Upgraded sockets keep the HTTP server from closing: say goodbye before it drains.
     adapter.getInstance<FastifyInstance>().addHook('preClose', async () => this.closeAll());
@@ -99,19 +99,37 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
     this.pingTimer.unref();
   }
 
-  private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const url = new URL(request.url ?? '/', 'http://localhost');
-    if (url.pathname !== WS_PATH || !this.wss) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
+  private onUpgrade(server: Server, request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    try {
+      const url = webSocketUrl(request);
+      if (!url || !this.wss) {
+        // Node sends every request carrying `Upgrade` here once anyone listens for upgrades: an
+        // h2c upgrade (curl --http2, Java's HttpClient on http://) or a stray header on an API
+        // call. Those are ordinary HTTP requests that ask for something we do not offer.
+        handBackToHttp(server, request, socket, head);
+        return;
+      }
+      this.upgrade(this.wss, request, socket, head, url);
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'upgrade request failed');
+      socket.destroy();
     }
+  }
+
+  private upgrade(
+    wss: WebSocketServer,
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    url: URL,
+  ): void {
     if (this.lifecycle.isShuttingDown) {
       socket.end(
         'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
       );
       return;
     }
-    this.wss.handleUpgrade(request, socket, head, (ws) => this.onConnection(ws, request, url));
+    wss.handleUpgrade(request, socket, head, (ws) => this.onConnection(ws, request, url));
   }
 
   private onConnection(ws: WebSocket, request: IncomingMessage, url: URL): void {
@@ -318,4 +336,47 @@ function jobMessage(event: {
     message.result = event.result;
   if (event.error) message.error = event.error;
   return message;
+}
+
+/** The URL of a WebSocket handshake for WS_PATH; null for any other upgrade request. */
+function webSocketUrl(request: IncomingMessage): URL | null {
+  if (request.headers.upgrade?.toLowerCase() !== 'websocket') return null;
+  let url: URL;
+  try {
+    url = new URL(request.url ?? '/', 'http://localhost');
+  } catch {
+    return null; // a target no URL parser accepts: the HTTP path answers it with its 400
+  }
+  return url.pathname === WS_PATH ? url : null;
+}
+
+/** Headers that ask for a protocol switch; a request handed back to HTTP goes without them. */
+const UPGRADE_HEADERS = new Set(['upgrade', 'http2-settings']);
+
+/**
+ * Gives a socket Node took out of HTTP for an upgrade back to the HTTP server: the request's head
+ * is written again without its upgrade headers, put in front of what the socket has not read yet
+ * (`head`, the start of any body), and the server parses the connection from there as a new one,
+ * with the same limits, routes and error envelopes as every request, and keep-alive as usual.
+ * The head is rebuilt from what Node's parser accepted, so nothing it refused gets through.
+ */
+function handBackToHttp(server: Server, request: IncomingMessage, socket: Duplex, head: Buffer) {
+  const lines = [`${request.method} ${request.url} HTTP/${request.httpVersion}`];
+  const raw = request.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (UPGRADE_HEADERS.has(name)) continue;
+    if (name === 'connection') {
+      const kept = raw[i + 1]
+        .split(',')
+        .map((token) => token.trim())
+        .filter((token) => token && !UPGRADE_HEADERS.has(token.toLowerCase()));
+      if (kept.length > 0) lines.push(`${raw[i]}: ${kept.join(', ')}`);
+      continue;
+    }
+    lines.push(`${raw[i]}: ${raw[i + 1]}`);
+  }
+  // Header bytes reached Node as latin1 strings; latin1 writes the same bytes back.
+  socket.unshift(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), head]));
+  server.emit('connection', socket);
 }
