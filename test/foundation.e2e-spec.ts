@@ -270,15 +270,21 @@ describe('foundation: database outage', () => {
       databaseUrl: viaProxy.toString(),
       env: { DB_CONNECT_TIMEOUT_MS: '500' },
     });
+    // The DatabaseDown alert fires on this gauge, so it must follow the probe both ways.
+    const dbUp = async () =>
+      /^gateway_db_up (\d)$/m.exec(await (await fetch(`${gw.url}/metrics`)).text())?.[1];
     try {
       expect((await fetch(`${gw.url}/health/ready`)).status).toBe(200);
+      expect(await dbUp()).toBe('1');
       await proxy.cut();
       await waitFor(async () => (await fetch(`${gw.url}/health/ready`)).status === 503);
       expect((await fetch(`${gw.url}/health/live`)).status).toBe(200);
       const detailed = await fetch(`${gw.url}/health/detailed`);
       expect(detailed.status).toBe(503);
+      await waitFor(async () => (await dbUp()) === '0');
       await proxy.restore();
       await waitFor(async () => (await fetch(`${gw.url}/health/ready`)).status === 200);
+      await waitFor(async () => (await dbUp()) === '1');
     } finally {
       await gw.close();
       await proxy.cut();

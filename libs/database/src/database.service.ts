@@ -272,6 +272,7 @@ export class DatabaseService implements OnApplicationShutdown {
         this.logger.error({ err: (err as Error).message }, 'database unreachable');
       this.reachable = false;
     }
+    dbUp.set(this.reachable ? 1 : 0);
     const stats = this.poolStats();
     dbPoolConnections.set({ state: 'total' }, stats.total);
     dbPoolConnections.set({ state: 'idle' }, stats.idle);
