@@ -119,6 +119,49 @@ describe('operator CLI: create-admin and keys:create', () => {
   });
 });
 
+describe('operator CLI beside a gateway with API_KEYS', () => {
+  const bootKey = `sk-sy-${'c1'.repeat(24)}`;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ env: { JWT_SECRET, API_KEYS: bootKey } });
+  });
+  afterAll(async () => {
+    await gw.close();
+  });
+
+  it('leaves the bootstrap keys alone when run from a shell without the same API_KEYS', async () => {
+    // The CLI boots the gateway's modules with its own environment; the API_KEYS mirror belongs
+    // to the serving process, or a shell without the list revokes every bootstrap key for good.
+    const probe = () => fetch(`${gw.url}/probe/chat`, { headers: { 'x-api-key': bootKey } });
+    expect((await probe()).status).toBe(200);
+    const env = baseEnv(gw.databaseUrl);
+    expect(
+      (await cli(['create-admin'], { ...env, ADMIN_PASSWORD: 'cli-beside-a-gateway' })).code,
+    ).toBe(0);
+    const other = `sk-sy-${'d2'.repeat(24)}`;
+    const cleared = await cli(['jobs:clear-stuck', '--older-than-minutes', '100000'], {
+      ...env,
+      API_KEYS: other,
+    });
+    expect(cleared.code).toBe(0);
+    expect((await probe()).status).toBe(200);
+    const db = new Client({ connectionString: gw.databaseUrl });
+    await db.connect();
+    try {
+      const { rows } = await db.query(
+        `SELECT count(*)::int AS revoked FROM api_keys WHERE name = 'API_KEYS' AND revoked_at IS NOT NULL`,
+      );
+      expect(rows[0].revoked).toBe(0);
+      const listed = await db.query(
+        `SELECT count(*)::int AS n FROM api_keys WHERE name = 'API_KEYS'`,
+      );
+      expect(listed.rows[0].n).toBe(1); // the CLI's own API_KEYS were not added either
+    } finally {
+      await db.end();
+    }
+  });
+});
+
 describe('embedded first start', () => {
   const started: GatewayApp[] = [];
   const databases: string[] = [];
