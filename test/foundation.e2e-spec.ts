@@ -155,6 +155,27 @@ describe('foundation: health, errors, request ids', () => {
     expect(gw.logs.some((l) => l.includes(secret))).toBe(false);
   });
 
+  it('answers an Expect it cannot meet with 417 in the envelope, counted', async () => {
+    const label = 'method="UNKNOWN",route="unparsed",status="417"';
+    const before = await metricValue(gw.url, 'http_requests_total', label);
+    const reply = await rawRequest(gw.url, [
+      'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nexpect: 200-ok\r\n' +
+        'content-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}',
+    ]);
+    expect(reply.status).toBe(417);
+    expect(reply.head).toMatch(/content-type: application\/json/i);
+    expect(JSON.parse(reply.body).error).toMatchObject({
+      code: 'expectation_failed',
+      type: 'invalid_request_error',
+    });
+    expect(await metricValue(gw.url, 'http_requests_total', label)).toBe(before + 1);
+    // 100-continue is still Node's to answer, and the request goes through.
+    const continued = await rawRequest(gw.url, [
+      'GET /health HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n',
+    ]);
+    expect(`${continued.head}\r\n\r\n${continued.body}`).toContain('HTTP/1.1 200 OK');
+  });
+
   it('exports http metrics by route template and node defaults', async () => {
     await fetch(`${gw.url}/health`);
     const text = await (await fetch(`${gw.url}/metrics`)).text();

@@ -1,6 +1,7 @@
 import { newConsumer } from './support/auth-factory';
 import { startGateway } from './support/gateway';
 import { startMockUpstream, writeProvidersFile } from './support/mock-upstream';
+import { rawRequest } from './faults/harness';
 
 describe('graceful shutdown over real connections', () => {
   it('answers readiness 503 during the drain delay, finishes a kept-alive in-flight request, and does not wait for idle keep-alive', async () => {
@@ -38,6 +39,29 @@ providers:
     } finally {
       await gw.close();
       await slow.stop();
+    }
+  });
+
+  it('serves a request that arrives on an open connection during the drain', async () => {
+    const gw = await startGateway({ env: { SHUTDOWN_GRACE_MS: '5000' } });
+    try {
+      const { key } = await newConsumer(gw);
+      // A request whose headers are half sent keeps its connection busy when the drain begins;
+      // the rest arrives during the drain. Fastify's own answer to that was a bare 503.
+      const reply = rawRequest(
+        gw.url,
+        [`GET /v1/models HTTP/1.1\r\nhost: x\r\n`, `authorization: Bearer ${key}\r\n\r\n`],
+        { gapMs: 700 },
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const stopping = gw.gateway.shutdown();
+      const { status, head, body } = await reply;
+      await stopping;
+      expect(status).toBe(200);
+      expect(head).toMatch(/^connection: close$/im);
+      expect(JSON.parse(body)).toMatchObject({ object: 'list' });
+    } finally {
+      await gw.close();
     }
   });
 

@@ -33,7 +33,9 @@ export async function createGateway(
     genReqId: (req: { headers: Record<string, string | string[] | undefined> }) =>
       requestIdFrom(req.headers),
     forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    // A request read during the drain is served (its answer says connection: close) while every
+    // module is still up; Fastify's own 503 for it had no envelope, no log line and no row.
+    return503OnClosing: false,
     trustProxy: config.http.trustProxy,
     ...serverOptions(config.http, logger),
   });
@@ -54,7 +56,7 @@ export async function createGateway(
     // Admin and public API calls go to request_logs; health and metrics are excluded upstream.
     requestLogs.record(done);
   });
-  installHttpHardening(app, config);
+  installHttpHardening(app, config, logger);
   const lifecycle = app.get(LifecycleService);
   fastify.addHook('onSend', (_request, reply, _payload, done) => {
     // Keep-alive clients hang up after their in-flight answer instead of holding the drain open.

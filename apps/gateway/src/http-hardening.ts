@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { parse as parseQueryString } from 'node:querystring';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -87,6 +87,27 @@ function refuseUnparsed(logger: Logger) {
     }
     socket.destroy();
   };
+}
+
+/**
+ * An `Expect` other than 100-continue: Node answers it before Fastify sees the request, with a
+ * bare 417 unless someone listens. The same 417, in the envelope, counted like the parser's.
+ */
+function refuseExpectation(logger: Logger, request: IncomingMessage, response: ServerResponse) {
+  const body = envelope('expectation_failed', 'Only "Expect: 100-continue" is supported');
+  response.writeHead(417, {
+    ...SECURITY_HEADERS,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
+  response.end(body);
+  recordUnparsedRequest(logger, {
+    status: 417,
+    code: 'expectation_failed',
+    parserError: 'EXPECTATION_FAILED',
+    remoteAddr: request.socket.remoteAddress ?? null,
+  });
 }
 
 /** Fastify refused the URL before routing (bad percent-encoding, an over-long path parameter). */
@@ -186,8 +207,15 @@ const CORS_EXPOSED_HEADERS = [
   'x-credits-remaining',
 ];
 
-export function installHttpHardening(app: NestFastifyApplication, config: AppConfig): void {
+export function installHttpHardening(
+  app: NestFastifyApplication,
+  config: AppConfig,
+  logger: Logger,
+): void {
   const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
+  fastify.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) =>
+    refuseExpectation(logger, request, response),
+  );
   fastify.addHook('onRequest', (request, reply, done) => {
     reply.headers(SECURITY_HEADERS);
     // HTTP/1.1 requires Host (RFC 9112 §3.2); Node's own refusal would have no envelope.
