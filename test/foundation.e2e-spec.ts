@@ -3,6 +3,7 @@ import { Client } from 'pg';
 import { ConfigValidationError, loadConfig, loadConfigOrExit } from '@app/config';
 import { createLogger } from '@app/observability';
 import { rawRequest } from './faults/harness';
+import { newConsumer } from './support/auth-factory';
 import { metricValue } from './support/auth-probe';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
 import { startRedisServer } from './support/redis-server';
@@ -367,6 +368,35 @@ describe('foundation: redis fallback', () => {
       expect(await metric()).toBe(0);
       expect(gw.logs.filter((l) => l.includes('FALLBACK ACTIVATED')).length).toBe(1);
     } finally {
+      await gw.close();
+      await redis.stop();
+    }
+  });
+
+  it('switches back by itself after Redis stalls without dropping the connection', async () => {
+    // A frozen Redis times commands out on a socket that stays open, so no reconnect (and no
+    // 'ready') ever comes to end the fallback: only asking Redis again can.
+    const redis = await startRedisServer();
+    const gw = await startGateway({ redis: redis.url });
+    const metric = async () => {
+      const text = await (await fetch(`${gw.url}/metrics`)).text();
+      return Number(/^gateway_redis_fallback_active (\d)/m.exec(text)?.[1]);
+    };
+    try {
+      const { key } = await newConsumer(gw);
+      const models = () =>
+        fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+      expect((await models()).status).toBe(200);
+      redis.pause();
+      expect((await models()).status).toBe(200); // its rate-limit step times out, memory answers
+      await waitFor(() => gw.logs.some((l) => l.includes('FALLBACK ACTIVATED')));
+      expect(await metric()).toBe(1);
+      redis.resume();
+      await waitFor(() => gw.logs.some((l) => l.includes('FALLBACK DEACTIVATED')));
+      expect(await metric()).toBe(0);
+      expect((await models()).status).toBe(200);
+    } finally {
+      redis.resume();
       await gw.close();
       await redis.stop();
     }

@@ -8,6 +8,10 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port (after stop), for outage-and-recovery tests. */
   restart(): Promise<void>;
+  /** Freezes the process (SIGSTOP): connections stay open and nothing is answered. */
+  pause(): void;
+  /** Lets a paused server run again (SIGCONT). */
+  resume(): void;
 }
 
 async function waitForPort(port: number, timeoutMs = 5000): Promise<void> {
@@ -50,5 +54,12 @@ export async function startRedisServer(): Promise<RedisServer> {
     });
   };
   await launch();
-  return { url: `redis://127.0.0.1:${port}`, port, stop, restart: launch };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop,
+    restart: launch,
+    pause: () => child?.kill('SIGSTOP'),
+    resume: () => child?.kill('SIGCONT'),
+  };
 }

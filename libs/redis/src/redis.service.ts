@@ -15,6 +15,9 @@ export type RedisMode = 'redis' | 'memory-fallback' | 'memory';
 
 type MessageHandler = (message: string) => void;
 
+/** How often a fallback with the connection still open asks Redis whether it answers again. */
+const RECOVERY_PROBE_MS = 1000;
+
 /**
  * Owns the Redis connections and decides, per call, whether state lives in Redis or in this
  * process. With no REDIS_URL it is memory from the start; with one, losing Redis switches to
@@ -30,6 +33,7 @@ export class RedisService implements OnApplicationShutdown {
   private readonly localBus = new EventEmitter();
   private readonly channels = new Set<string>();
   private readonly transitions = new EventEmitter();
+  private recoveryTimer?: NodeJS.Timeout;
 
   readonly store: KeyValueStore;
 
@@ -101,6 +105,31 @@ export class RedisService implements OnApplicationShutdown {
     redisUp.set(up ? 1 : 0);
     this.announceFallback(!up);
     this.transitions.emit('change', up);
+    if (up) this.stopRecoveryProbe();
+    else this.startRecoveryProbe();
+  }
+
+  /**
+   * A command that timed out (a stalled or overloaded Redis) starts the fallback while the
+   * socket stays open, so no reconnect and no 'ready' event will ever end it. Until one does,
+   * ask Redis on that socket once a second; the first answer ends the fallback.
+   */
+  private startRecoveryProbe(): void {
+    if (this.recoveryTimer) return;
+    this.recoveryTimer = setInterval(() => {
+      const client = this.client;
+      if (!client || client.status !== 'ready') return; // reconnecting: 'ready' will tell
+      client.ping().then(
+        () => this.setConnected(true),
+        () => undefined,
+      );
+    }, RECOVERY_PROBE_MS);
+    this.recoveryTimer.unref();
+  }
+
+  private stopRecoveryProbe(): void {
+    clearInterval(this.recoveryTimer);
+    this.recoveryTimer = undefined;
   }
 
   private fallbackAnnounced?: boolean;
@@ -214,6 +243,7 @@ export class RedisService implements OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
+    this.stopRecoveryProbe();
     this.transitions.removeAllListeners();
     this.localBus.removeAllListeners();
     // disconnect() rather than quit(): quit waits for a reconnect that may never come.
