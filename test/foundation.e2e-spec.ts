@@ -315,6 +315,61 @@ describe('foundation: database outage', () => {
   });
 });
 
+describe('foundation: frozen database', () => {
+  it('fails requests fast with 503 while Postgres answers nothing, and recovers by itself', async () => {
+    const dbUrl = await createTestDatabase();
+    const target = new URL(testEnv.adminDatabaseUrl);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    await proxy.start();
+    const viaProxy = new URL(dbUrl);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const gw = await startGateway({
+      databaseUrl: viaProxy.toString(),
+      env: { DB_CONNECT_TIMEOUT_MS: '500', DB_STATEMENT_TIMEOUT_MS: '1000' },
+    });
+    const chat = async (key: string) => {
+      const started = Date.now();
+      const res = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'mock-gpt', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      const body = (await res.json()) as { error?: { code: string } };
+      return { status: res.status, code: body.error?.code, ms: Date.now() - started };
+    };
+    try {
+      const { key } = await newConsumer(gw);
+      expect((await chat(key)).status).toBe(200);
+      // Connections stay open and nothing comes back: only the gateway's own timers end a wait.
+      proxy.freeze();
+      const during = await Promise.all(
+        [0, 300, 600, 900].map(async (delay) => {
+          await new Promise((resolve) => setTimeout(resolve, delay));
+          return chat(key);
+        }),
+      );
+      for (const reply of during) {
+        expect(reply).toMatchObject({ status: 503, code: 'database_unavailable' });
+        expect(reply.ms).toBeLessThan(5000);
+      }
+      await waitFor(async () => (await fetch(`${gw.url}/health/ready`)).status === 503);
+      const flagged = await chat(key);
+      expect(flagged).toMatchObject({ status: 503, code: 'database_unavailable' });
+      expect(flagged.ms).toBeLessThan(1000);
+      proxy.thaw();
+      await waitFor(async () => (await fetch(`${gw.url}/health/ready`)).status === 200);
+      // Ready means served: the ping that made readiness 200 also ended fail-fast.
+      expect((await chat(key)).status).toBe(200);
+    } finally {
+      proxy.thaw();
+      await gw.close();
+      await proxy.cut();
+      await dropDatabase(dbUrl);
+    }
+  });
+});
+
 describe('foundation: terminated pooled connections', () => {
   it('keeps readiness at 200 when the pool idle connections are killed under it', async () => {
     const gw = await startGateway();

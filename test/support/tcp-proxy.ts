@@ -7,6 +7,8 @@ import { createServer, Server, Socket } from 'node:net';
 export class TcpProxy {
   private server?: Server;
   private readonly sockets = new Set<Socket>();
+  private readonly pairs = new Set<[Socket, Socket]>();
+  private frozen = false;
   port = 0;
 
   constructor(
@@ -18,16 +20,19 @@ export class TcpProxy {
     this.server = createServer((client) => {
       const upstream = new Socket();
       this.sockets.add(client).add(upstream);
+      const pair: [Socket, Socket] = [client, upstream];
       const cleanup = () => {
         client.destroy();
         upstream.destroy();
         this.sockets.delete(client);
         this.sockets.delete(upstream);
+        this.pairs.delete(pair);
       };
       client.on('error', cleanup).on('close', cleanup);
       upstream.on('error', cleanup).on('close', cleanup);
       upstream.connect(this.targetPort, this.targetHost, () => {
-        client.pipe(upstream).pipe(client);
+        this.pairs.add(pair);
+        if (!this.frozen) client.pipe(upstream).pipe(client);
       });
     });
     await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
@@ -43,6 +48,26 @@ export class TcpProxy {
       this.server ? this.server.close(() => resolve()) : resolve(),
     );
     this.server = undefined;
+  }
+
+  /**
+   * Stops relaying bytes while every connection stays open and new ones are accepted: the target
+   * looks frozen (a stopped process, a partition), not down, so nothing fails until a timeout.
+   */
+  freeze(): void {
+    this.frozen = true;
+    for (const [client, upstream] of this.pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    }
+  }
+
+  /** Relays again, bytes held during the freeze first. */
+  thaw(): void {
+    this.frozen = false;
+    for (const [client, upstream] of this.pairs) client.pipe(upstream).pipe(client);
   }
 
   async restore(): Promise<void> {

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DatabaseService, PreparedStatement } from '@app/database';
+import { DatabaseService, databaseUnavailable, PreparedStatement } from '@app/database';
 import { histogram } from '@app/observability';
 import { LedgerEntry, LedgerEventType } from './credits.types';
 
@@ -104,6 +104,9 @@ export class LedgerBatcher {
 
   /** `patient`: nobody waits for this one; it goes with the next batch, or after PATIENT_MS. */
   apply(op: BatchOp, patient = false): Promise<BatchResult> {
+    // With the database flagged unreachable, waiting behind statements that may hang until
+    // their query timeout helps nobody: fail now, as DatabaseService.query would.
+    if (!this.db.isReachable) return Promise.reject(databaseUnavailable());
     return new Promise<BatchResult>((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
       if (!patient) this.startFlush();

@@ -22,7 +22,9 @@ export function isConnectionError(error: unknown): boolean {
   if (!e) return false;
   if (e.code && CONNECTION_ERROR_CODES.has(e.code)) return true;
   const message = e.message ?? '';
-  return /Connection terminated|timeout exceeded when trying to connect|connect ECONNREFUSED|Client has encountered a connection error|the database system is (starting up|shutting down)|Cannot use a pool after calling end|Connection is not established/i.test(
+  // "Query read timeout": no reply within query_timeout (a frozen server or a partition); the
+  // connection still waits for that reply, so it is as good as broken.
+  return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|connect ECONNREFUSED|Client has encountered a connection error|the database system is (starting up|shutting down)|Cannot use a pool after calling end|Connection is not established/i.test(
     message,
   );
 }

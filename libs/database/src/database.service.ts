@@ -1,6 +1,6 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { DataSource, Migration, MigrationExecutor, QueryRunner } from 'typeorm';
-import type { Pool, PoolClient } from 'pg';
+import type { Pool, PoolClient, QueryConfig } from 'pg';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LOGGER } from '@app/observability';
@@ -38,6 +38,11 @@ export interface PreparedStatement {
 }
 
 const PROBE_INTERVAL_MS = 2000;
+/**
+ * statement_timeout is the server's to enforce, so a server that answers nothing (stopped, cut
+ * off by a partition) never ends a query with it. Past it by this much the client gives up.
+ */
+const QUERY_TIMEOUT_MARGIN_MS = 1000;
 
 export function createDataSource(url: string, config: AppConfig['database']): DataSource {
   return new DataSource({
@@ -53,6 +58,7 @@ export function createDataSource(url: string, config: AppConfig['database']): Da
       connectionTimeoutMillis: config.connectTimeoutMs,
       idleTimeoutMillis: 30000,
       statement_timeout: config.statementTimeoutMs,
+      query_timeout: config.statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
       application_name: 'switchyard',
     },
   });
@@ -212,6 +218,7 @@ export class DatabaseService implements OnApplicationShutdown {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.pingOnce(timeoutMs - (performance.now() - started));
+        this.markReachable();
         return performance.now() - started;
       } catch (err) {
         if (!(err instanceof StaleConnectionError)) throw err;
@@ -247,13 +254,29 @@ export class DatabaseService implements OnApplicationShutdown {
     const release = holdClient(client);
     let failure: unknown;
     try {
-      await client.query('SELECT 1');
+      // A connection that was fine when it went idle can hang on a frozen server: the probe
+      // that decides fail-fast must not wait longer than it was given.
+      const probe: QueryConfig & { query_timeout: number } = {
+        text: 'SELECT 1',
+        query_timeout: Math.max(timeoutMs, 1),
+      };
+      await client.query(probe);
     } catch (err) {
       failure = err;
       throw isConnectionError(err) ? new StaleConnectionError(err) : err;
     } finally {
       release(failure);
     }
+  }
+
+  /**
+   * Any ping that gets its answer ends fail-fast at once: readiness pings too, so the gateway
+   * never reports ready while still refusing requests until the next probe.
+   */
+  private markReachable(): void {
+    if (!this.reachable) this.logger.info('database reachable again');
+    this.reachable = true;
+    dbUp.set(1);
   }
 
   /** Runs one probe, or joins the one already running. */
@@ -265,14 +288,12 @@ export class DatabaseService implements OnApplicationShutdown {
   private async probe(): Promise<void> {
     try {
       await this.ping(this.config.database.connectTimeoutMs);
-      if (!this.reachable) this.logger.info('database reachable again');
-      this.reachable = true;
     } catch (err) {
       if (this.reachable)
         this.logger.error({ err: (err as Error).message }, 'database unreachable');
       this.reachable = false;
+      dbUp.set(0);
     }
-    dbUp.set(this.reachable ? 1 : 0);
     const stats = this.poolStats();
     dbPoolConnections.set({ state: 'total' }, stats.total);
     dbPoolConnections.set({ state: 'idle' }, stats.idle);
