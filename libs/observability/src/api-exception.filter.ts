@@ -103,6 +103,9 @@ export function toEnvelope(exception: unknown): {
   };
 }
 
+/** The health controller's routes (`/health`, `/health/ready`, …). */
+const HEALTH_ROUTE = /^\/health(\/|$)/;
+
 @Catch()
 export class ApiExceptionFilter implements ExceptionFilter {
   constructor(@Inject(LOGGER) private readonly logger: Logger) {}
@@ -111,8 +114,10 @@ export class ApiExceptionFilter implements ExceptionFilter {
     if (host.getType() !== 'http') return;
     const reply = host.switchToHttp().getResponse<FastifyReply>();
     const request = host.switchToHttp().getRequest<FastifyRequest>();
-    if (exception instanceof HttpException && request.url.startsWith('/health')) {
+    if (exception instanceof HttpException && HEALTH_ROUTE.test(request.routeOptions?.url ?? '')) {
       // Health endpoints answer 503 with their own report, which probes and operators read.
+      // Matched on the route, not the URL: an unknown path or method under /health has no
+      // route and gets the envelope like any other 404.
       void reply.status(exception.getStatus()).send(exception.getResponse());
       return;
     }

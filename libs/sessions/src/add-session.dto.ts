@@ -35,9 +35,10 @@ const schema = z.object({
     .refine((m) => m === undefined || JSON.stringify(m).length <= MAX_METADATA_BYTES, {
       message: `metadata must be at most ${MAX_METADATA_BYTES} bytes of JSON`,
     }),
-  expires_at: z
-    .string({ message: 'expires_at must be an ISO 8601 date-time' })
-    .refine((v) => !Number.isNaN(Date.parse(v)), 'expires_at must be an ISO 8601 date-time')
+  // The format /admin/keys takes (libs/auth admin-keys.controller): a real calendar date-time
+  // with Z or an offset. Date.parse would take "1" (2001) or roll 02-30 over to March.
+  expires_at: z.iso
+    .datetime({ offset: true, message: 'expires_at must be an ISO 8601 date-time' })
     .nullable()
     .optional(),
 });

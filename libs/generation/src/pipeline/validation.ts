@@ -9,6 +9,43 @@ function paramOf(path: PropertyKey[]): string | null {
     .join('');
 }
 
+/**
+ * Whether the body carries a value at `path`. zod 4 leaves `issue.input` unset, so the body
+ * itself tells an absent field ("is required") from one of the wrong type (`null` included).
+ */
+function isPresent(body: unknown, path: PropertyKey[]): boolean {
+  let value = body;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, key)) return false;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value !== undefined;
+}
+
+/** zod's type names in words: `int` → `an integer`. */
+const TYPE_WORDS: Record<string, string> = {
+  int: 'an integer',
+  array: 'an array',
+  object: 'an object',
+  record: 'an object',
+};
+const typeWords = (type: string) => TYPE_WORDS[type] ?? `a ${type}`;
+
+/**
+ * `expected a number` for a value of the wrong JSON type; for a union of plain types
+ * (`stop`, message `content`), every type it takes: `expected a string or an array`.
+ */
+function typeMismatch(issue: z.core.$ZodIssue): string | null {
+  if (issue.code === 'invalid_type') return `expected ${typeWords(issue.expected)}`;
+  if (issue.code !== 'invalid_union' || issue.errors.length === 0) return null;
+  const types = new Set<string>();
+  for (const [first, ...rest] of issue.errors) {
+    if (rest.length > 0 || first?.code !== 'invalid_type' || first.path.length > 0) return null;
+    types.add(typeWords(first.expected));
+  }
+  return `expected ${[...types].join(' or ')}`;
+}
+
 /** Validates a request body once, at the edge; bad input is a 400 naming the parameter. */
 export function parseBody<T extends z.ZodTypeAny>(schema: T, body: unknown): z.infer<T> {
   if (typeof body !== 'object' || body === null || Array.isArray(body))
@@ -22,7 +59,9 @@ export function parseBody<T extends z.ZodTypeAny>(schema: T, body: unknown): z.i
     throw ApiError.badRequest(`Unrecognized request argument supplied: ${where}`, where);
   }
   const param = paramOf(issue.path);
-  const missing = issue.code === 'invalid_type' && issue.input === undefined;
-  const message = missing ? 'is required' : issue.message;
+  const missing =
+    (issue.code === 'invalid_type' || issue.code === 'invalid_union') &&
+    !isPresent(body, issue.path);
+  const message = missing ? 'is required' : (typeMismatch(issue) ?? issue.message);
   throw ApiError.badRequest(param ? `${param}: ${message}` : message, param);
 }
