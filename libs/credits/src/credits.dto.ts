@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ApiError } from '@app/observability';
+import { priceSchema } from './pricing-file';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_CREDITS = 1_000_000_000_000;
@@ -36,14 +37,12 @@ export const refundRequestDto = z.strictObject({
   reason: description.optional(),
 });
 
-const price = z.number().finite().min(0).max(1e12);
-
 export const putPriceDto = z.strictObject({
-  per_request: price.optional(),
-  per_1k_prompt_tokens: price.optional(),
-  per_1k_completion_tokens: price.optional(),
-  per_image: price.optional(),
-  per_image_by_size: z.record(z.string().min(1).max(40), price).optional(),
+  per_request: priceSchema.optional(),
+  per_1k_prompt_tokens: priceSchema.optional(),
+  per_1k_completion_tokens: priceSchema.optional(),
+  per_image: priceSchema.optional(),
+  per_image_by_size: z.record(z.string().min(1).max(40), priceSchema).optional(),
 });
 
 /** Validates input once at the edge; the first problem is a 400 naming the field. */

@@ -10,14 +10,17 @@ export function insufficientCredits(required: number, balance: number): ApiError
   );
 }
 
-/** Same Idempotency-Key, different request: the client has a bug; never run it. */
-export function idempotencyConflict(): ApiError {
+/**
+ * Same idempotency key, different request: the client has a bug; never run it. `param` names
+ * where the key came from: the header, or a body field (admin credit writes).
+ */
+export function idempotencyConflict(param = 'Idempotency-Key'): ApiError {
   return new ApiError(
     409,
     'conflict_error',
     'idempotency_conflict',
-    'This Idempotency-Key was already used with a different request',
-    'Idempotency-Key',
+    `This ${param} was already used with a different request`,
+    param,
   );
 }
 

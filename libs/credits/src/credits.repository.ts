@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DatabaseService, Queryable } from '@app/database';
 import { isUniqueViolation } from './credits.errors';
+import { CLOSE_KEY_PREFIX } from './ledger-keys';
 import {
   BalanceChange,
   CreditAccount,
@@ -60,7 +61,7 @@ function toEntry(row: LedgerRow): LedgerEntry {
 
 /** The key that closes a reservation: settle and refund share it, so only one of them happens. */
 export function closeKeyOf(reservationId: string): string {
-  return `close:${reservationId}`;
+  return `${CLOSE_KEY_PREFIX}${reservationId}`;
 }
 
 /**
@@ -458,6 +459,7 @@ export class CreditsRepository {
         base_quota: string;
         reset_key: string;
       }>(
+        // The key's prefix is CYCLE_RESET_KEY_PREFIX (ledger-keys.ts), refused for admin keys.
         `SELECT user_id, balance, base_quota,
              'cycle_reset:' || to_char(billing_cycle_end AT TIME ZONE 'UTC',
                'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS reset_key

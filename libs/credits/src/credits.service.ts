@@ -6,6 +6,7 @@ import {
   OnModuleInit,
 } from '@nestjs/common';
 import type { Logger } from 'pino';
+import { INITIAL_GRANT_KEY } from '@app/auth';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { ApiError, LOGGER } from '@app/observability';
 import {
@@ -26,6 +27,7 @@ import {
   ReservationClose,
 } from './credits.types';
 import { LedgerBatcher } from './ledger-batcher';
+import { assertAdminLedgerKey, RESERVE_KEY_PREFIX } from './ledger-keys';
 import { BillableKind, PricingService } from './pricing.service';
 
 /** A debit with no settle or refund after this long shows up in the audit. */
@@ -193,7 +195,7 @@ export class CreditsService
       userId: input.userId,
       amount: input.amount,
       eventType: 'debit',
-      idempotencyKey: input.idempotencyKey ? `reserve:${input.idempotencyKey}` : null,
+      idempotencyKey: input.idempotencyKey ? `${RESERVE_KEY_PREFIX}${input.idempotencyKey}` : null,
       requestId,
       description,
     });
@@ -404,14 +406,26 @@ export class CreditsService
   async openAccount(userId: string, baseQuota: number): Promise<void> {
     assertAmount(baseQuota, 'base_quota');
     await this.translateMissingUser(userId, () => this.repository.upsertAccount(userId, baseQuota));
-    if (baseQuota > 0) await this.grant(userId, baseQuota, 'Initial base quota', 'initial-grant');
+    if (baseQuota > 0)
+      await this.addGrant(userId, baseQuota, 'Initial base quota', INITIAL_GRANT_KEY);
   }
 
   /**
-   * Adds credits. With an idempotency key, a retry returns the original grant and writes
-   * nothing; the same key with another amount is a 409.
+   * An admin's grant. With an idempotency key, a retry returns the original grant and writes
+   * nothing; the same key with another amount is a 409; a key of the gateway's own namespace
+   * (`initial-grant`, `close:…`, see ledger-keys.ts) is a 400.
    */
   async grant(
+    userId: string,
+    amount: number,
+    description: string,
+    idempotencyKey?: string,
+  ): Promise<LedgerWrite> {
+    assertAdminLedgerKey(idempotencyKey);
+    return this.addGrant(userId, amount, description, idempotencyKey);
+  }
+
+  private async addGrant(
     userId: string,
     amount: number,
     description: string,
@@ -444,6 +458,7 @@ export class CreditsService
   ): Promise<LedgerWrite> {
     assertAmount(amount);
     if (amount === 0) throw ApiError.badRequest('amount must not be zero', 'amount');
+    assertAdminLedgerKey(idempotencyKey);
     const input = {
       userId,
       amount: Math.abs(amount),
@@ -470,9 +485,10 @@ export class CreditsService
     return write;
   }
 
+  /** Grant and adjust keys come in the body's `idempotency_key`, so the 409 names that field. */
   private checkReplay(write: LedgerWrite, eventType: string, amount: number): void {
     if (write.replayed && (write.entry.eventType !== eventType || write.entry.amount !== amount))
-      throw idempotencyConflict();
+      throw idempotencyConflict('idempotency_key');
   }
 
   private async translateMissingUser<T>(userId: string, work: () => Promise<T>): Promise<T> {

@@ -7,7 +7,7 @@ import type {
   GenerationPlugin,
   StoredAnswer,
 } from '@app/generation';
-import { IdempotencyService, requestHashOf } from './idempotency.service';
+import { IdempotencyService, parseIdempotencyKey, requestHashOf } from './idempotency.service';
 
 const REQUEST_HASH = Symbol('idempotency.requestHash');
 const CLAIM = Symbol('idempotency.claim');
@@ -43,7 +43,7 @@ export class IdempotencyPlugin implements GenerationPlugin, OnModuleInit {
   async admit(ctx: GenerationContext): Promise<void> {
     // Jobs carry their own Idempotency-Key handling at submit.
     if (ctx.state.has(PREPAID_JOB_STATE)) return;
-    const key = IdempotencyService.parseKey(ctx.headers['idempotency-key']);
+    const key = parseIdempotencyKey(ctx.headers['idempotency-key']);
     if (key === undefined) return;
     ctx.state.set(REQUEST_HASH, {
       key,

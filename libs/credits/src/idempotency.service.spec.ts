@@ -6,7 +6,12 @@ import { DatabaseService } from '@app/database';
 import { ApiError } from '@app/observability';
 import { testEnv, withDatabase } from '../../../test/support/test-env';
 import { IdempotencyRepository, StoredResponse } from './idempotency.repository';
-import { canonicalJson, IdempotencyService, requestHashOf } from './idempotency.service';
+import {
+  canonicalJson,
+  IdempotencyService,
+  parseIdempotencyKey,
+  requestHashOf,
+} from './idempotency.service';
 
 describe('canonicalJson / requestHashOf', () => {
   it('ignores key order and undefined fields, but not values, routes or methods', () => {
@@ -21,12 +26,24 @@ describe('canonicalJson / requestHashOf', () => {
     );
   });
 
-  it('validates the header value', () => {
-    expect(IdempotencyService.parseKey(undefined)).toBeUndefined();
-    expect(IdempotencyService.parseKey('')).toBeUndefined();
-    expect(IdempotencyService.parseKey('abc-123')).toBe('abc-123');
-    expect(() => IdempotencyService.parseKey('x'.repeat(256))).toThrow(ApiError);
-    expect(() => IdempotencyService.parseKey('has space')).toThrow(ApiError);
+  it('validates the header value; only an absent header means no key', () => {
+    expect(parseIdempotencyKey(undefined)).toBeUndefined();
+    expect(parseIdempotencyKey('abc-123')).toBe('abc-123');
+    expect(parseIdempotencyKey(['abc-123', 'other'])).toBe('abc-123');
+    for (const bad of ['', '   ', 'x'.repeat(256), 'has space', 'é', []]) {
+      let error: unknown;
+      try {
+        parseIdempotencyKey(bad);
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(ApiError);
+      expect(error).toMatchObject({
+        status: 400,
+        code: 'invalid_idempotency_key',
+        param: 'Idempotency-Key',
+      });
+    }
   });
 });
 

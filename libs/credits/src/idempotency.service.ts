@@ -46,6 +46,23 @@ export function requestHashOf(
 }
 
 /**
+ * The `Idempotency-Key` header of every route that takes one (chat, images, async jobs);
+ * undefined only when the header is absent. An empty or blank value is a 400 like any other
+ * malformed key: taking it as "no key" would run and charge a retry the client meant to be safe.
+ */
+export function parseIdempotencyKey(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value === undefined || !KEY_PATTERN.test(value))
+    throw ApiError.badRequest(
+      'Idempotency-Key must be 1 to 255 printable ASCII characters',
+      'Idempotency-Key',
+      'invalid_idempotency_key',
+    );
+  return value;
+}
+
+/**
  * `Idempotency-Key` for billable requests (DESIGN §4), kept in Postgres so it holds across
  * replicas. The first request with a key claims it and runs; a retry with the same body gets
  * the stored response (waiting while the first is still running), never a second charge; the
@@ -55,20 +72,6 @@ export function requestHashOf(
 @Injectable()
 export class IdempotencyService {
   constructor(private readonly repository: IdempotencyRepository) {}
-
-  /** Validates a client's header value; undefined when absent. */
-  static parseKey(header: string | string[] | undefined): string | undefined {
-    if (header === undefined) return undefined;
-    const value = Array.isArray(header) ? header[0] : header;
-    if (value === undefined || value === '') return undefined;
-    if (!KEY_PATTERN.test(value))
-      throw ApiError.badRequest(
-        'Idempotency-Key must be 1 to 255 printable ASCII characters',
-        'Idempotency-Key',
-        'invalid_idempotency_key',
-      );
-    return value;
-  }
 
   async begin(request: IdempotentRequest, waitMs = DEFAULT_WAIT_MS): Promise<IdempotencyClaim> {
     return this.beginHashed(request.userId, request.key, requestHashOf(request), waitMs);

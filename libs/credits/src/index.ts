@@ -3,7 +3,12 @@ export { CreditsService, OPEN_RESERVATION_MINUTES } from './credits.service';
 export type { ReserveInput } from './credits.service';
 export { PricingService } from './pricing.service';
 export type { BillableKind } from './pricing.service';
-export { IdempotencyService, canonicalJson, requestHashOf } from './idempotency.service';
+export {
+  IdempotencyService,
+  canonicalJson,
+  parseIdempotencyKey,
+  requestHashOf,
+} from './idempotency.service';
 export type { IdempotencyClaim, IdempotentRequest } from './idempotency.service';
 export type { StoredResponse } from './idempotency.repository';
 export {

@@ -1,12 +1,22 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { load } from 'js-yaml';
 import { z } from 'zod';
-import { ModelPrice } from './pricing.math';
+import { decimalPlaces, ModelPrice, PRICE_DECIMALS } from './pricing.math';
+
+/** One price in credits; the same rule for the `pricing:` file section and PUT /admin/pricing. */
+export const priceSchema = z
+  .number({ message: 'expected a number' })
+  .finite()
+  .min(0)
+  .max(1e12)
+  .refine((v) => decimalPlaces(v) <= PRICE_DECIMALS, {
+    message: `must have at most ${PRICE_DECIMALS} decimal places`,
+  });
 
 /** `${VAR}` substitution (done by the providers-file loader) turns numbers into strings. */
 const price = z.preprocess(
   (v) => (typeof v === 'string' && /^\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : v),
-  z.number({ message: 'expected a number' }).finite().min(0).max(1e12),
+  priceSchema,
 );
 
 /** One entry of the `pricing:` section (credits; everything optional defaults to 0). */

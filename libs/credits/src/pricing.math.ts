@@ -32,6 +32,20 @@ export const TOKENS_PER_INPUT_IMAGE = 1000;
 
 const NANO_PER_CREDIT = 1_000_000_000n;
 
+/** The places a price may have: numeric(20,6) in Postgres, micro-credits here. */
+export const PRICE_DECIMALS = 6;
+
+/**
+ * Decimal places of `value` as written (its shortest round-trip form, which is what a JSON or
+ * YAML number parsed to). A price with more than PRICE_DECIMALS must be refused, not stored:
+ * Postgres and micros() would round it silently, and 0.0000001 would make a model free.
+ */
+export function decimalPlaces(value: number): number {
+  const [mantissa, exponent = '0'] = String(value).split('e');
+  const fraction = mantissa.split('.')[1] ?? '';
+  return Math.max(0, fraction.length - Number(exponent));
+}
+
 function micros(value: number): bigint {
   if (!Number.isFinite(value) || value <= 0) return 0n;
   return BigInt(Math.round(value * 1_000_000));

@@ -13,9 +13,10 @@ import {
 import type { FastifyRequest } from 'fastify';
 import { ApiKeyGuard, CurrentPrincipal, RequireScopes } from '@app/auth';
 import type { Principal } from '@app/auth';
+import { parseIdempotencyKey } from '@app/credits';
 import { JobsService } from './jobs.service';
 import { JobView } from './jobs.types';
-import { parseIdempotencyKey, parseSubmit } from './submit-job.dto';
+import { parseSubmit } from './submit-job.dto';
 
 /**
  * Async generation jobs (DESIGN §4); per-key rate limits apply through the global interceptor.

@@ -1,6 +1,6 @@
 import { ApiError } from '@app/observability';
 import { decodeCursor, encodeCursor, parseLimit, requireJobId } from './job-cursor';
-import { parseClearStuck, parseIdempotencyKey, parseStatus, parseSubmit } from './submit-job.dto';
+import { parseClearStuck, parseStatus, parseSubmit } from './submit-job.dto';
 
 function errorOf(fn: () => unknown): ApiError {
   try {
@@ -51,13 +51,6 @@ describe('admin and header inputs', () => {
     expect(parseStatus(undefined)).toBeUndefined();
     expect(parseStatus('generating')).toBe('generating');
     expect(errorOf(() => parseStatus('running')).param).toBe('status');
-  });
-
-  it('takes printable idempotency keys up to 255 characters', () => {
-    expect(parseIdempotencyKey(undefined)).toBeUndefined();
-    expect(parseIdempotencyKey('abc-123')).toBe('abc-123');
-    for (const bad of ['', 'has space', 'x'.repeat(256), 'é'])
-      expect(errorOf(() => parseIdempotencyKey(bad)).param).toBe('Idempotency-Key');
   });
 
   it('round-trips cursors and rejects forged ones', () => {

@@ -63,15 +63,3 @@ export function parseStatus(status: string | undefined): JobStatus | undefined {
     throw ApiError.badRequest(`status must be one of ${JOB_STATUSES.join(', ')}`, 'status');
   return status as JobStatus;
 }
-
-/** Idempotency-Key header: 1–255 printable characters, or absent. */
-export function parseIdempotencyKey(value: string | string[] | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  const key = Array.isArray(value) ? value[0] : value;
-  if (!key || key.length > 255 || !/^[\x21-\x7e]+$/.test(key))
-    throw ApiError.badRequest(
-      'Idempotency-Key must be 1 to 255 printable ASCII characters',
-      'Idempotency-Key',
-    );
-  return key;
-}

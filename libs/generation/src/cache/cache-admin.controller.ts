@@ -21,13 +21,9 @@ export class CacheAdminController {
   @Delete()
   async clear(
     @CurrentAdmin() admin: AdminIdentity,
-    @Query('user_id') userId?: string,
-    @Query('model') model?: string,
+    @Query() query: Record<string, unknown>,
   ): Promise<{ deleted: number; user_id: string | null; model: string | null }> {
-    const selector = {
-      userId: userId === undefined ? undefined : requireUuid(userId, 'user_id'),
-      model: model === undefined ? undefined : requireModel(model),
-    };
+    const selector = parseClearQuery(query);
     const deleted = await this.cache.clear(selector);
     await this.audit.record(admin.username, 'cache.clear', null, {
       user_id: selector.userId ?? null,
@@ -36,6 +32,34 @@ export class CacheAdminController {
     });
     return { deleted, user_id: selector.userId ?? null, model: selector.model ?? null };
   }
+}
+
+const CLEAR_PARAMS = ['user_id', 'model'];
+
+/**
+ * DELETE /admin/cache's filters. Any other parameter is refused rather than ignored: with the
+ * filter dropped, a typo such as `?userid=` would clear every user's entries.
+ */
+function parseClearQuery(query: Record<string, unknown>): { userId?: string; model?: string } {
+  const unknown = Object.keys(query).find((name) => !CLEAR_PARAMS.includes(name));
+  if (unknown !== undefined)
+    throw ApiError.badRequest(
+      `Unknown query parameter: ${unknown} (DELETE /admin/cache takes user_id and model)`,
+      unknown,
+    );
+  const userId = single(query, 'user_id');
+  const model = single(query, 'model');
+  return {
+    userId: userId === undefined ? undefined : requireUuid(userId, 'user_id'),
+    model: model === undefined ? undefined : requireModel(model),
+  };
+}
+
+/** A repeated parameter (`?model=a&model=b`) is ambiguous: refused, not narrowed to one. */
+function single(query: Record<string, unknown>, name: string): string | undefined {
+  const value = query[name];
+  if (value === undefined || typeof value === 'string') return value;
+  throw ApiError.badRequest(`${name} must be given once`, name);
 }
 
 function requireModel(model: string): string {
