@@ -24,6 +24,25 @@ export function clientGoneError(): ApiError {
   );
 }
 
+/**
+ * The provider a routing failure is about, kept beside the error rather than in it: ApiError is
+ * the client's envelope, and this is only for the request log (request_logs.provider, which the
+ * runbook's HighErrorRate and CircuitBreakerOpen queries group by) and for the job's log lines.
+ */
+const failedProvider = new WeakMap<object, string>();
+
+/** Marks `err` as the failure of a request routed to `provider`; returns `err` for `throw`. */
+export function routedTo<E>(err: E, provider: string | undefined): E {
+  if (provider !== undefined && typeof err === 'object' && err !== null)
+    failedProvider.set(err, provider);
+  return err;
+}
+
+/** The provider a failed request was routed to; null when it failed before routing. */
+export function providerOfFailure(err: unknown): string | null {
+  return (typeof err === 'object' && err !== null && failedProvider.get(err)) || null;
+}
+
 export interface SkippedRoute {
   provider: string;
   retryAfterMs: number;

@@ -11,7 +11,13 @@ import {
   ProviderRegistry,
 } from '@app/generation';
 import { ApiError } from '@app/observability';
-import { GenerationResult, JobExecutor, JobPrincipal, PREPAID_JOB_STATE } from './job-executor';
+import {
+  GenerationResult,
+  JobExecutor,
+  JobPrincipal,
+  JobRun,
+  PREPAID_JOB_STATE,
+} from './job-executor';
 import { JobType } from './jobs.types';
 
 /** 400s name the field inside the job's `request` object (`request.messages`). */
@@ -55,16 +61,18 @@ export class GenerationJobExecutor extends JobExecutor {
   }
 
   async execute(
-    jobId: string,
-    type: JobType,
-    request: Record<string, unknown>,
+    job: JobRun,
     principal: JobPrincipal,
     signal: AbortSignal,
   ): Promise<GenerationResult> {
-    const body = validated(type, request);
+    const { type } = job;
+    const body = validated(type, job.request);
     let outcome: GenerationOutcome | undefined;
     const ctx: GenerationContext = {
-      requestId: jobId,
+      // The submit's id, so that the run's log lines (upstream attempts…) and the upstream's
+      // x-request-id lead back to POST /v1/generations (docs/runbook.md, Async jobs).
+      requestId: job.requestId,
+      jobId: job.id,
       kind: type === 'chat' ? 'chat' : 'images',
       principal,
       body: { ...body, stream: false },
@@ -73,7 +81,7 @@ export class GenerationJobExecutor extends JobExecutor {
       headers: {},
       responseHeaders: {},
       signal,
-      state: new Map<symbol | string, unknown>([[PREPAID_JOB_STATE, jobId]]),
+      state: new Map<symbol | string, unknown>([[PREPAID_JOB_STATE, job.id]]),
       startedAt: performance.now(),
       deadline: Date.now() + this.config.upstream.deadlineMs,
       onOutcome: (o) => (outcome = o),

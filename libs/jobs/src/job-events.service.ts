@@ -19,11 +19,15 @@ export class JobEvents {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  async publish(event: JobEvent): Promise<void> {
+  /** `requestId`: the job's (jobRequestId), for the log line when the event is lost. */
+  async publish(event: JobEvent, requestId?: string): Promise<void> {
     await this.redis
       .publish(EVENTS_CHANNEL, JSON.stringify(event))
       .catch((err) =>
-        this.logger.warn({ err: (err as Error).message, job_id: event.id }, 'job event lost'),
+        this.logger.warn(
+          { err: (err as Error).message, job_id: event.id, request_id: requestId },
+          'job event lost',
+        ),
       );
   }
 

@@ -23,6 +23,15 @@ export interface GenerationResult {
   usage: Usage;
 }
 
+/** The job a worker hands to the executor. */
+export interface JobRun {
+  id: string;
+  /** The submit's request id (jobRequestId): the generation's request id, on its log lines. */
+  requestId: string;
+  type: JobType;
+  request: Record<string, unknown>;
+}
+
 /**
  * What a job runs: the same generation as POST /v1/chat/completions and
  * /v1/images/generations, without billing (the job reserved its credits at submit).
@@ -32,9 +41,7 @@ export abstract class JobExecutor {
   abstract validate(type: JobType, request: Record<string, unknown>): void | Promise<void>;
 
   abstract execute(
-    jobId: string,
-    type: JobType,
-    request: Record<string, unknown>,
+    job: JobRun,
     principal: JobPrincipal,
     signal: AbortSignal,
   ): Promise<GenerationResult>;

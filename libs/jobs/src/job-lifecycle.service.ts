@@ -5,7 +5,7 @@ import { LOGGER } from '@app/observability';
 import { GenerationJobsRepository, JobOutcome } from './generation-jobs.repository';
 import { JobEvents } from './job-events.service';
 import { jobsTotal } from './jobs.metrics';
-import { JobRecord, JobStatus, toJobEvent } from './jobs.types';
+import { jobRequestId, JobRecord, JobStatus, toJobEvent } from './jobs.types';
 
 export type FinishOutcome = 'succeeded' | 'failed' | 'cancelled' | 'stuck';
 
@@ -48,18 +48,24 @@ export class JobLifecycle {
     jobsTotal.inc({ type: job.type, outcome });
     const closed = await this.closeCredits(job);
     const log = outcome === 'succeeded' ? 'info' : 'warn';
+    const requestId = jobRequestId(job);
+    // Named after the job's final status (succeeded|failed|cancelled, as clients and the runbook
+    // see it): a job cleared as stuck ends "generation job failed" with outcome "stuck", the
+    // label of gateway_generation_jobs_total.
     this.logger[log](
       {
         job_id: job.id,
+        request_id: requestId,
+        outcome,
         type: job.type,
         status: job.status,
         attempts: job.attempts,
         credits: closed.creditsCharged,
         error: job.errorMessage ?? undefined,
       },
-      `generation job ${outcome}`,
+      `generation job ${job.status}`,
     );
-    await this.events.publish(toJobEvent(closed));
+    await this.events.publish(toJobEvent(closed), requestId);
     return closed;
   }
 

@@ -9,7 +9,7 @@ import { GenerationResult, JobExecutor, JobPrincipal } from './job-executor';
 import { JobLifecycle } from './job-lifecycle.service';
 import { DeliveredJob } from './job-queue.service';
 import { jobsTotal } from './jobs.metrics';
-import { toJobEvent } from './jobs.types';
+import { jobRequestId, toJobEvent } from './jobs.types';
 
 /** The error text a client sees for a failed job: ours when we have one, never a stack. */
 function failureMessage(err: unknown): string {
@@ -70,7 +70,7 @@ export class JobRunner {
     const job = await this.repository.claim(delivery.jobId);
     // Cancelled, reaped or already finished by an earlier attempt: nothing left to do.
     if (!job) return;
-    const requestId = job.requestId ?? job.id;
+    const requestId = jobRequestId(job);
     if (delivery.retryCount > 0) {
       jobsTotal.inc({ type: job.type, outcome: 'retried' });
       this.logger.warn(
@@ -78,7 +78,7 @@ export class JobRunner {
         'generation job picked up again after its worker was lost',
       );
     }
-    await this.events.publish(toJobEvent(job));
+    await this.events.publish(toJobEvent(job), requestId);
     const controller = new AbortController();
     this.running.set(job.id, controller);
     // pg-boss gives up on an attempt after the visibility timeout and queues it again; stop
@@ -96,9 +96,7 @@ export class JobRunner {
     let generated: GenerationResult;
     try {
       generated = await this.executor.execute(
-        job.id,
-        job.type,
-        job.input,
+        { id: job.id, requestId, type: job.type, request: job.input },
         delivery.principal ?? fallbackPrincipal(job.userId, job.apiKeyId),
         controller.signal,
       );

@@ -16,6 +16,7 @@ import { jobsTotal } from './jobs.metrics';
 import {
   ACTIVE_STATUSES,
   AdminJobView,
+  jobRequestId,
   JobRecord,
   JobStatus,
   JobView,
@@ -103,7 +104,7 @@ export class JobsService {
       throw err;
     }
     jobsTotal.inc({ type: job.type, outcome: 'submitted' });
-    await this.events.publish(toJobEvent(job));
+    await this.events.publish(toJobEvent(job), jobRequestId(job));
     return toJobView(job);
   }
 

@@ -30,6 +30,15 @@ export interface JobRecord {
   completedAt: Date | null;
 }
 
+/**
+ * The request id on every log line of a job's run: its submit's (POST /v1/generations), also
+ * the generation's request id upstream. Jobs queued before generation_jobs.request_id existed
+ * (migration 1732300008000) have none: their own id stands in.
+ */
+export function jobRequestId(job: Pick<JobRecord, 'id' | 'requestId'>): string {
+  return job.requestId ?? job.id;
+}
+
 /** What GET /v1/generations/:id answers. */
 export interface JobView {
   id: string;

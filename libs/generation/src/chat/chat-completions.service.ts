@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { ApiError, LOGGER } from '@app/observability';
+import { providerOfFailure } from '../generation.errors';
 import {
   GenerationContext,
   GenerationOutcome,
@@ -240,6 +241,7 @@ export class ChatCompletionsService {
       this.logger.warn(
         {
           request_id: ctx.requestId,
+          job_id: ctx.jobId,
           provider: attempt.provider.name,
           model: ctx.model,
           reason: end.outcome,
@@ -336,6 +338,7 @@ export class ChatCompletionsService {
   private routeRequest(ctx: GenerationContext) {
     return {
       requestId: ctx.requestId,
+      jobId: ctx.jobId,
       model: ctx.model,
       signal: ctx.signal,
       deadline: ctx.deadline,
@@ -362,7 +365,8 @@ export class ChatCompletionsService {
     return generationOutcome(ctx, {
       status: 'failed',
       statusCode: error?.status ?? 500,
-      provider: null,
+      // The provider the router tried last (or refused first): null when it failed before.
+      provider: providerOfFailure(err),
       attempts: 0,
       error,
     });

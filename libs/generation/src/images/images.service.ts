@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { ApiError } from '@app/observability';
+import { providerOfFailure } from '../generation.errors';
 import {
   GenerationContext,
   generationOutcome,
@@ -48,7 +49,13 @@ export class ImagesService {
       }
       await this.pipeline.beforeUpstream(ctx);
       const routed = await this.router.route(
-        { requestId: ctx.requestId, model: ctx.model, signal: ctx.signal, deadline: ctx.deadline },
+        {
+          requestId: ctx.requestId,
+          jobId: ctx.jobId,
+          model: ctx.model,
+          signal: ctx.signal,
+          deadline: ctx.deadline,
+        },
         routes,
         (client, call) => client.images(ctx.body, call),
       );
@@ -67,7 +74,8 @@ export class ImagesService {
         const error = err instanceof ApiError ? err : undefined;
         await finish({
           status: 'failed',
-          provider: null,
+          // The provider the router tried last (or refused first): null when it failed before.
+          provider: providerOfFailure(err),
           attempts: 0,
           statusCode: error?.status ?? 500,
           error,

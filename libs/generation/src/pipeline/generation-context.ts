@@ -10,7 +10,10 @@ export type GenerationKind = 'chat' | 'images';
  * Plugins read it, may rewrite `body` in `prepare`, and keep their own data in `state`.
  */
 export interface GenerationContext {
+  /** The request's id; for a job, the id of its submit (POST /v1/generations), not the job's. */
   requestId: string;
+  /** Set by job workers: every log line about the generation carries it as `job_id`. */
+  jobId?: string;
   kind: GenerationKind;
   principal: Principal;
   /** The validated request body as it will be sent upstream (model, messages, …). */

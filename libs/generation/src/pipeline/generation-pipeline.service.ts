@@ -76,7 +76,7 @@ export class GenerationPipeline {
         await p.finish(ctx, outcome);
       } catch (err) {
         this.logger.error(
-          { err, plugin: p.name, request_id: ctx.requestId },
+          { err, plugin: p.name, request_id: ctx.requestId, job_id: ctx.jobId },
           'generation plugin failed in finish',
         );
       }

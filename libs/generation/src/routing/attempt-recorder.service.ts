@@ -12,6 +12,8 @@ export function breakerOutcome(outcome: AttemptOutcome): BreakerOutcome {
 }
 
 export interface FinishedAttempt extends AttemptReport {
+  /** The job the attempt ran for: logged, not reported to listeners. */
+  jobId?: string;
   permit: BreakerPermit;
   credential?: CredentialLease;
   message?: string;
@@ -33,7 +35,7 @@ export class AttemptRecorder {
 
   /** Resolves once the breaker has counted the outcome, so the next request sees it. */
   async record(attempt: FinishedAttempt): Promise<void> {
-    const { permit, credential, message, ...report } = attempt;
+    const { permit, credential, message, jobId, ...report } = attempt;
     upstreamRequests.inc({
       provider: report.provider,
       model: report.model,
@@ -44,7 +46,7 @@ export class AttemptRecorder {
       await credential?.report(report);
     } catch (err) {
       this.logger.warn(
-        { err, provider: report.provider, request_id: report.requestId },
+        { err, provider: report.provider, request_id: report.requestId, job_id: jobId },
         'credential report failed',
       );
     }
@@ -56,6 +58,7 @@ export class AttemptRecorder {
       this.logger[level](
         {
           request_id: report.requestId,
+          job_id: jobId,
           provider: report.provider,
           model: report.model,
           outcome: report.outcome,

@@ -4,6 +4,7 @@ import { APP_CONFIG, AppConfig } from '@app/config';
 import { ApiError } from '@app/observability';
 import {
   clientGoneError,
+  routedTo,
   routesExhaustedError,
   SkippedRoute,
   upstreamClientError,
@@ -26,6 +27,8 @@ import { UpstreamCredentials } from './upstream-credentials.service';
 
 export interface RouteRequest {
   requestId: string;
+  /** The job the request runs for, on the attempt's log lines. */
+  jobId?: string;
   model: string;
   /** The client's signal: aborted when it goes away. */
   signal: CancelSignal;
@@ -65,6 +68,13 @@ const PERMIT_GRACE_MS = 5000;
  *
  * Hand-written rather than a retry library: every step talks to the shared breaker, the session
  * pool and the recorder, and the loop is over different providers, not repeats of one call.
+ *
+ * Every error it throws is tagged (`routedTo`) with the provider it is about, for the request
+ * log: the provider of the last attempt (or the last one whose session pool was empty) — the
+ * failure the client is told about; a provider skipped after it for its open breaker takes no
+ * blame. When no attempt was made because every breaker was open (503 `circuit_open`), the
+ * first provider refused: the one the request would normally have gone to, so the runbook's
+ * "by provider" query names the breaker that matters once (not a list, which would not group).
  */
 @Injectable()
 export class UpstreamRouter {
@@ -86,8 +96,10 @@ export class UpstreamRouter {
     let last: UpstreamFailure | ApiError | undefined;
     let attempts = 0;
     let deadlineHit = false;
+    /** The provider `last` is about. */
+    let blamed: string | undefined;
     for (const provider of routes) {
-      if (request.signal.aborted) throw clientGoneError();
+      if (request.signal.aborted) throw routedTo(clientGoneError(), blamed);
       if (attempts > 0) await this.backoff(attempts, request);
       const remaining = request.deadline - Date.now();
       if (remaining <= 0) {
@@ -107,11 +119,13 @@ export class UpstreamRouter {
         credential = await this.credentials.acquire(provider, request);
       } catch (err) {
         await permit.release('neutral', 0);
-        if (!(err instanceof ApiError)) throw err;
+        if (!(err instanceof ApiError)) throw routedTo(err, provider.name);
         last = err;
+        blamed = provider.name;
         continue;
       }
       attempts++;
+      blamed = provider.name;
       const timeoutMs = Math.min(provider.timeoutMs, remaining);
       const controller = new Cancellation();
       // The request's own reason (a client gone, an answer withdrawn) says why the call ended.
@@ -133,6 +147,7 @@ export class UpstreamRouter {
       ) =>
         this.recorder.record({
           requestId: request.requestId,
+          jobId: request.jobId,
           provider: provider.name,
           model: request.model,
           outcome,
@@ -167,13 +182,18 @@ export class UpstreamRouter {
           status: failure.status,
           message: failure.message,
         });
-        if (failure.outcome === 'aborted') throw clientGoneError();
-        if (failure.outcome === 'client_error') throw upstreamClientError(failure);
-        if (!RETRYABLE.has(failure.outcome)) throw routesExhaustedError(failure, [], false);
+        if (failure.outcome === 'aborted') throw routedTo(clientGoneError(), provider.name);
+        if (failure.outcome === 'client_error')
+          throw routedTo(upstreamClientError(failure), provider.name);
+        if (!RETRYABLE.has(failure.outcome))
+          throw routedTo(routesExhaustedError(failure, [], false), provider.name);
         last = failure;
       }
     }
-    throw routesExhaustedError(last, skipped, deadlineHit);
+    throw routedTo(
+      routesExhaustedError(last, skipped, deadlineHit),
+      blamed ?? skipped[0]?.provider,
+    );
   }
 
   /** Jittered exponential pause before the next provider, never past the deadline. */
