@@ -43,12 +43,16 @@ type Kind =
 function classify(line: string): Kind | undefined {
   // scripts/backup.sh and restore.sh: run end to end by test/backup-scripts.e2e-spec.ts.
   if (/^(DATABASE_URL="[^"]*" )?scripts\/(backup|restore)\.sh /.test(line)) return 'scripts';
-  if (/^(SY|PROM|DATABASE_URL)=/.test(line)) return 'variable';
+  if (/^(SY|PROM|DATABASE_URL|REDIS_URL)=/.test(line)) return 'variable';
   if (line.startsWith('#')) return 'comment';
   if (/^(docker |kubectl |git checkout )/.test(line)) return 'not-here';
+  // The public HTTPS address in front of the gateway (CertificateExpiringSoon): none here.
+  if (/^echo \| openssl s_client /.test(line)) return 'not-here';
   if (line.startsWith('curl -s "$PROM/')) return 'prometheus'; // run by monitoring-live
   if (/^(pg_dump |pg_restore |createdb |find \/backups )/.test(line)) return 'backup';
-  if (line.startsWith('psql "${DATABASE_URL%/*}/switchyard_restored"')) return 'backup';
+  // The restored database's URL, derived from DATABASE_URL (query string kept), and its checks.
+  if (line.startsWith('RESTORE_URL=$(printf %s "$DATABASE_URL" | sed ')) return 'backup';
+  if (line.startsWith('psql "$RESTORE_URL" ')) return 'backup';
   if (line.startsWith('psql "$DATABASE_URL" ')) return 'psql';
   if (/^curl -s \$SY\/metrics \| grep /.test(line)) return 'metrics-grep';
   if (/^curl [^|]*\$SY\//.test(line)) return 'curl';
@@ -258,13 +262,20 @@ const pgDump = requireToolOrSkip('pg_dump', 'postgresql-client');
       const procedure = ofKind('backup');
       try {
         let dumpFile = '';
+        // Assignments (RESTORE_URL=…) stay in force for the lines after them, as in a shell.
+        let assignments = '';
         const outputs: string[] = [];
         for (const line of procedure) {
           const command = stripComment(line)
             .replace(/switchyard-YYYYMMDD-HHMMSS\.dump/g, dumpFile)
             .replace(/switchyard_restored/g, restored)
             .replace(/\/backups/g, dir);
-          const result = await bash(command, env(), dir);
+          if (/^[A-Z_]+=/.test(command)) {
+            assignments += `${command}\n`;
+            outputs.push('');
+            continue;
+          }
+          const result = await bash(assignments + command, env(), dir);
           if (result.status !== 0)
             throw new Error(`${command}\n  exit ${result.status}: ${result.stderr}`);
           outputs.push(result.stdout);

@@ -12,14 +12,19 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import vm from 'node:vm';
 import { dump, load } from 'js-yaml';
 import { Client } from 'pg';
+import { DataSource, DataSourceOptions, MigrationInterface } from 'typeorm';
+import * as ts from 'typescript';
 import {
   createDataSource,
   MIGRATION_LOCK_ID,
+  migrationsOn,
   RequestLogWriter,
   runMigrationsLocked,
 } from '@app/database';
+import { MIGRATIONS } from '../migrations';
 import { loadConfig } from '@app/config';
 import { runCli } from '../apps/cli/src/main';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
@@ -964,6 +969,74 @@ function filesIn(dir: string, suffix: string): string[] {
       expect(
         Number(/partitions.*\n-+.*\n\s*(\d+)/.exec(outputOf(results, 'pg_inherits'))?.[1]),
       ).toBeGreaterThan(0);
+    });
+
+    sectionTest('Writing a migration', async () => {
+      const scratch = await createTestDatabase();
+      const indexOf = (url: string) =>
+        withClient(
+          url,
+          async (c) =>
+            (
+              await c.query<{ valid: boolean }>(
+                `SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass('credit_ledger_event_created_idx')`,
+              )
+            ).rows[0]?.valid,
+        );
+      try {
+        const results = await runSection('Writing a migration', { DATABASE_URL: scratch });
+        expect(outputOf(results, 'date +%s%3N').trim()).toMatch(/^\d{13}$/);
+        expect(outputOf(results, 'migrate --dry')).toContain('No pending migrations.');
+        expect(outputOf(results, 'migrate:revert --dry')).toContain('Would revert: ');
+        expect(outputOf(results, 'CREATE INDEX CONCURRENTLY')).toContain('CREATE INDEX');
+        expect(outputOf(results, 'NOT indisvalid')).toContain('(0 rows)');
+        expect(await indexOf(scratch)).toBe(true);
+
+        // The example migration and its registration, as written.
+        const [source, registration] = [
+          ...section('Writing a migration').body.matchAll(/^\s*```ts\n([\s\S]*?)^\s*```/gm),
+        ].map((m) => m[1].replace(/^ {3}/gm, ''));
+        const file = /^\/\/ migrations\/(\d{13}-[a-z-]+)\.ts$/m.exec(source)?.[1] as string;
+        expect(file).toBeDefined();
+        const exported: Record<string, new () => MigrationInterface> = {};
+        const js = ts.transpileModule(source, {
+          compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 },
+        }).outputText;
+        vm.runInThisContext(`(function (exports, require) {${js}\n})`)(exported, require);
+        const [[name, Migration]] = Object.entries(exported);
+        expect(name.endsWith(file.slice(0, 13))).toBe(true);
+        expect(new Migration().name).toBe(name);
+        expect(registration).toContain(`import { ${name} } from './${file}';`);
+        expect(registration).toMatch(new RegExp(`^\\s+${name},$`, 'm'));
+
+        // Through the migration runner the gateway and `migrate` use: on the hand-built index it
+        // only records itself; its down step (what migrate:revert runs) drops the index; applied
+        // again on a database without it, it builds it.
+        const dataSource = new DataSource({
+          ...createDataSource(scratch, loadConfig({ NODE_ENV: 'test' }).database).options,
+          migrations: [...MIGRATIONS, Migration],
+        } as DataSourceOptions);
+        await dataSource.initialize();
+        try {
+          expect((await runMigrationsLocked(dataSource)).map((m) => m.name)).toEqual([name]);
+          expect(await indexOf(scratch)).toBe(true);
+          const runner = dataSource.createQueryRunner();
+          await runner.connect();
+          try {
+            await migrationsOn(dataSource, runner).undoLastMigration();
+          } finally {
+            await runner.release();
+          }
+          expect(await appliedMigrations(scratch)).not.toContain(name);
+          expect(await indexOf(scratch)).toBeUndefined();
+          expect((await runMigrationsLocked(dataSource)).map((m) => m.name)).toEqual([name]);
+          expect(await indexOf(scratch)).toBe(true);
+        } finally {
+          await dataSource.destroy();
+        }
+      } finally {
+        await dropDatabase(scratch);
+      }
     });
 
     sectionTest('Database rollback', async () => {
