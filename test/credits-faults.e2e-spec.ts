@@ -121,3 +121,77 @@ pricing:
     expect(metrics).toMatch(/gateway_credit_failures_total\{reason="settle_error"\} [1-9]/);
   });
 });
+
+describe('a close the database could not take before shutdown', () => {
+  it('is parked in Redis and written by another replica once the database is back', async () => {
+    const up = await startMockUpstream('parked-upstream');
+    const file = writeProvidersFile(`
+providers:
+  - { name: up, kind: openai, base_url: "${up.url}", models: [flat-gpt], timeout_ms: 5000 }
+pricing:
+  - { model: flat-gpt, per_request: 10 }
+`);
+    const databaseUrl = await createTestDatabase();
+    const target = new URL(databaseUrl);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    await proxy.start();
+    const viaProxy = new URL(databaseUrl);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    // Two replicas of one deployment: the same database and the same Redis keys.
+    const env = {
+      PROVIDERS_FILE: file,
+      DB_CONNECT_TIMEOUT_MS: '500',
+      REDIS_KEY_PREFIX: `parked${Date.now()}:`,
+    };
+    const first = await startGateway({ databaseUrl: viaProxy.toString(), env });
+    let second: TestGateway | undefined;
+    const pg = new Client({ connectionString: databaseUrl });
+    await pg.connect();
+    try {
+      const consumer = await newConsumer(first, { credits: 100 });
+      const ask = () =>
+        fetch(`${first.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${consumer.key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'flat-gpt', messages: [{ role: 'user', content: 'hi' }] }),
+        });
+      const openHolds = async () =>
+        (
+          await pg.query(
+            `SELECT count(*)::int AS n FROM credit_ledger d WHERE d.user_id = $1 AND d.event_type = 'debit'
+               AND NOT EXISTS (SELECT 1 FROM credit_ledger c WHERE c.user_id = d.user_id
+                                AND c.idempotency_key = 'close:' || d.id::text)`,
+            [consumer.userId],
+          )
+        ).rows[0].n as number;
+
+      up.always({ mode: 'ok', delayMs: 800 });
+      const pending = ask();
+      await up.waitFor(() => up.count === 1);
+      await proxy.cut();
+      expect((await pending).status).toBe(200); // served; its settle fails and waits in memory
+      await first.gateway.shutdown(); // ...and the database is still away
+      expect(first.logText()).toContain('parked in Redis for another replica');
+      expect(await openHolds()).toBe(1);
+
+      await proxy.restore();
+      second = await startGateway({ databaseUrl: viaProxy.toString(), env });
+      await waitFor(async () => second!.logText().includes('parked credit close written'));
+      expect(await openHolds()).toBe(0);
+      const { rows } = await pg.query(
+        `SELECT balance::int AS balance, (SELECT sum(amount)::int FROM credit_ledger WHERE user_id = $1) AS sum
+           FROM user_credits WHERE user_id = $1`,
+        [consumer.userId],
+      );
+      expect(rows[0]).toEqual({ balance: 90, sum: 90 });
+    } finally {
+      await pg.end();
+      await second?.close();
+      await first.close();
+      await proxy.cut().catch(() => undefined);
+      await up.stop();
+      await dropDatabase(databaseUrl);
+    }
+  });
+});

@@ -46,7 +46,14 @@ async function setup() {
   const pricing = new PricingService(config, logger, new PricingRepository(db), redis);
   await pricing.onModuleInit();
   const repository = new CreditsRepository(db);
-  const credits = new CreditsService(config, logger, repository, pricing, new LedgerBatcher(db));
+  const credits = new CreditsService(
+    config,
+    logger,
+    repository,
+    pricing,
+    new LedgerBatcher(db),
+    redis,
+  );
   const pg = new Client({ connectionString: url });
   await pg.connect();
 
@@ -79,7 +86,7 @@ async function setup() {
     await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await a.end();
   };
-  return { credits, pricing, repository, pg, newUser, books, close, config, logger };
+  return { credits, pricing, repository, pg, newUser, books, close, config, logger, redis };
 }
 
 type Ctx = Awaited<ReturnType<typeof setup>>;
@@ -227,6 +234,7 @@ describe('CreditsService against Postgres', () => {
         new CreditsRepository(single),
         ctx.pricing,
         new LedgerBatcher(single),
+        ctx.redis,
       );
       const user = await ctx.newUser(100);
       for (const amount of [10, 20, 30]) {

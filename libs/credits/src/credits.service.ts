@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { INITIAL_GRANT_KEY } from '@app/auth';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { ApiError, LOGGER } from '@app/observability';
+import { RedisService } from '@app/redis';
 import {
   idempotencyConflict,
   insufficientCredits,
@@ -34,6 +35,11 @@ import { BillableKind, PricingService } from './pricing.service';
 export const OPEN_RESERVATION_MINUTES = 60;
 const CLOSE_RETRY_MS = 5_000;
 const MAX_PENDING_CLOSES = 10_000;
+/**
+ * Redis hash (field: reservation id) of closes a replica still owed the ledger when it stopped:
+ * the database was away, and the retries lived in its memory. Every replica retries them.
+ */
+export const PARKED_CLOSES_KEY = 'credits:parked-closes';
 /**
  * A hold may commit while the upstream call starts only when this process saw the account,
  * at most RECENT_BALANCE_MS ago, with a balance of at least OVERLAP_MARGIN times the hold: then
@@ -99,6 +105,7 @@ export class CreditsService
     private readonly repository: CreditsRepository,
     private readonly pricing: PricingService,
     private readonly batcher: LedgerBatcher,
+    private readonly redis: RedisService,
   ) {}
 
   onModuleInit(): void {
@@ -110,6 +117,39 @@ export class CreditsService
   async beforeApplicationShutdown(): Promise<void> {
     await Promise.allSettled([...this.settlingInBackground]);
     await this.retryPendingCloses();
+    await this.parkPendingCloses();
+  }
+
+  /**
+   * Closes still failing at shutdown would die with this process, leaving each hold open (the
+   * user over-held, the request never settled to what it used). They go to Redis for the other
+   * replicas, or the next start, to retry; without Redis each one is logged with what an
+   * operator needs to write it by hand.
+   */
+  private async parkPendingCloses(): Promise<void> {
+    for (const [id, pending] of this.pendingCloses) {
+      const parked = await this.redis.withFallback(
+        async (client) => {
+          await client.hset(PARKED_CLOSES_KEY, id, JSON.stringify(pending));
+          return true;
+        },
+        () => false,
+      );
+      this.logger.error(
+        {
+          reservation_id: id,
+          request_id: pending.reservation.requestId,
+          user_id: pending.reservation.userId,
+          held: pending.reservation.amount,
+          close: pending.actual === null ? 'refund' : 'settle',
+          actual: pending.actual,
+        },
+        parked
+          ? 'credit close not written before shutdown; parked in Redis for another replica'
+          : 'credit close lost at shutdown; write it by hand (runbook "Open reservations")',
+      );
+    }
+    this.pendingCloses.clear();
   }
 
   onApplicationShutdown(): void {
@@ -374,6 +414,29 @@ export class CreditsService
       } catch {
         return; // still failing: try again on the next tick
       }
+    }
+    await this.retryParkedCloses();
+  }
+
+  /** Closes another replica parked at its shutdown; closes are idempotent, so two may race. */
+  private async retryParkedCloses(): Promise<void> {
+    const parked = await this.redis.withFallback(
+      (client) => client.hgetall(PARKED_CLOSES_KEY),
+      () => ({}) as Record<string, string>,
+    );
+    for (const [id, json] of Object.entries(parked)) {
+      const pending = JSON.parse(json) as PendingClose;
+      try {
+        await this.closeNow(pending.reservation, pending.actual, pending.description);
+        this.logger.info({ reservation_id: id }, 'parked credit close written');
+      } catch (err) {
+        if (!(err instanceof ReservationNotFound)) return; // the database is still away
+        this.logger.error({ reservation_id: id }, 'parked credit close: no such reservation');
+      }
+      await this.redis.withFallback(
+        (client) => client.hdel(PARKED_CLOSES_KEY, id),
+        () => 0,
+      );
     }
   }
 
