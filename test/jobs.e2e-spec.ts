@@ -50,6 +50,31 @@ describe('async generation jobs over HTTP and WebSocket', () => {
   });
   beforeEach(() => upstream.reset());
 
+  it('refuses a request it could not store before holding anything', async () => {
+    const before = await balance(gw, alice.key);
+    const { rows: ledgerBefore } = await pg.query(
+      `SELECT count(*)::int AS n FROM credit_ledger WHERE user_id = $1`,
+      [alice.userId],
+    );
+    for (const content of ['nul\u0000', 'lone \ud800']) {
+      const refused = await call(gw, 'POST', '/v1/generations', alice.key, {
+        type: 'chat',
+        request: { model: CHAT_MODEL, messages: [{ role: 'user', content }] },
+      });
+      expect(refused.status).toBe(400);
+      expect(refused.body.error).toMatchObject({
+        code: 'invalid_value',
+        param: 'request.messages[0].content',
+      });
+    }
+    expect(await balance(gw, alice.key)).toBe(before);
+    const { rows: ledgerAfter } = await pg.query(
+      `SELECT count(*)::int AS n FROM credit_ledger WHERE user_id = $1`,
+      [alice.userId],
+    );
+    expect(ledgerAfter[0].n).toBe(ledgerBefore[0].n); // no hold and refund pair either
+  });
+
   it('runs a chat job: 202 pending, then every transition over the WebSocket, result over GET, charged once', async () => {
     const ws = await WsClient.for(gw, alice.key).ready();
     const before = await balance(gw, alice.key);

@@ -33,6 +33,26 @@ describe('POST /v1/generations body', () => {
     expect(err.status).toBe(400);
     expect(err.param).toBe(param);
   });
+
+  it.each([
+    ['nul\u0000', 'request.messages[0].content'],
+    ['lone \ud800 high', 'request.messages[0].content'],
+    ['lone \udfff low', 'request.messages[0].content'],
+    ['\udfff\ud800 reversed pair', 'request.messages[0].content'],
+  ])('refuses what jsonb cannot store (%j) before anything is held', (content, param) => {
+    const request = { model: 'm', messages: [{ role: 'user', content }] };
+    const err = errorOf(() => parseSubmit({ type: 'chat', request }));
+    expect(err).toMatchObject({ status: 400, code: 'invalid_value', param });
+  });
+
+  it('refuses an unstorable key and keeps well-formed text, pairs and emoji', () => {
+    const keyed = { model: 'm', metadata: { 'k\u0000': 1 } };
+    expect(errorOf(() => parseSubmit({ type: 'chat', request: keyed })).param).toBe(
+      'request.metadata.k\u0000',
+    );
+    const request = { model: 'm', messages: [{ role: 'user', content: 'ok 💩 \ud83d\udca9 é' }] };
+    expect(parseSubmit({ type: 'chat', request }).request).toEqual(request);
+  });
 });
 
 describe('admin and header inputs', () => {

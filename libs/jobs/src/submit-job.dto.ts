@@ -31,7 +31,38 @@ export function parseSubmit(body: unknown): SubmitJobInput {
       'request.stream is not supported for async jobs; follow the job over /v1/ws instead',
       'request.stream',
     );
+  // The request is stored as jsonb, which refuses these: refuse them here, before the hold,
+  // rather than hold credits and give them back when the insert fails.
+  const unstorable = unstorableString(request, 'request');
+  if (unstorable !== null)
+    throw ApiError.badRequest(
+      `${unstorable}: contains a NUL character or a lone Unicode surrogate, which cannot be stored`,
+      unstorable,
+      'invalid_value',
+    );
   return { type, request };
+}
+
+/** The path of the first key or string value jsonb cannot store; null when there is none. */
+const UNSTORABLE = /\0|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function unstorableString(value: unknown, path: string): string | null {
+  const bad = (text: string) => UNSTORABLE.test(text);
+  if (typeof value === 'string') return bad(value) ? path : null;
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const found = unstorableString(item, `${path}[${i}]`);
+      if (found !== null) return found;
+    }
+    return null;
+  }
+  if (typeof value !== 'object' || value === null) return null;
+  for (const [key, item] of Object.entries(value)) {
+    if (bad(key)) return `${path}.${key}`;
+    const found = unstorableString(item, `${path}.${key}`);
+    if (found !== null) return found;
+  }
+  return null;
 }
 
 const clearStuckSchema = z.object({
