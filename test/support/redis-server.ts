@@ -32,14 +32,29 @@ async function waitForPort(port: number, timeoutMs = 5000): Promise<void> {
   throw new Error(`redis-server did not open port ${port}`);
 }
 
+export interface RedisServerOptions {
+  /** More redis-server arguments, e.g. `['--maxmemory', '2mb', '--maxmemory-policy', 'noeviction']`. */
+  args?: string[];
+}
+
 /** A throwaway redis-server on a free port: nothing persisted, killed at the end. */
-export async function startRedisServer(): Promise<RedisServer> {
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const launch = async () => {
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        ...(options.args ?? []),
+      ],
       { stdio: 'ignore' },
     );
     await waitForPort(port);

@@ -1,5 +1,7 @@
 import path from 'node:path';
-import { envSchema } from './config.schema';
+import type { z } from 'zod';
+import { shownValue } from './config-redaction';
+import { envSchema, RawEnv } from './config.schema';
 
 /** Minimum length for secrets that protect tokens or credentials in production. */
 const MIN_SECRET_LENGTH = 32;
@@ -25,16 +27,15 @@ function parseTrustProxy(raw: string): boolean | number | string {
   return value;
 }
 
-function buildConfig(env: NodeJS.ProcessEnv) {
-  const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const name = issue.path.join('.') || '(env)';
-      return `${name}: ${issue.message} (got ${JSON.stringify(env[name] ?? null)})`;
-    });
-    throw new ConfigValidationError(problems);
-  }
-  const e = parsed.data;
+/** One line per schema problem, naming the variable; a credential's value is never echoed. */
+function schemaProblems(error: z.ZodError, env: NodeJS.ProcessEnv): string[] {
+  return error.issues.map((issue) => {
+    const name = issue.path.join('.') || '(env)';
+    return `${name}: ${issue.message}${shownValue(name, env[name])}`;
+  });
+}
+
+function buildConfig(e: RawEnv, env: NodeJS.ProcessEnv) {
   const production = e.NODE_ENV === 'production';
   return {
     env: e.NODE_ENV,
@@ -160,16 +161,19 @@ function buildConfig(env: NodeJS.ProcessEnv) {
   };
 }
 
-/** Production refuses settings that are fine on a laptop and dangerous on the internet. */
-function productionProblems(env: NodeJS.ProcessEnv, config: AppConfig): string[] {
-  if (!config.production) return [];
+/**
+ * Production refuses settings that are fine on a laptop and dangerous on the internet. Read from
+ * the raw environment, so these are reported together with any schema problem.
+ */
+function productionProblems(env: NodeJS.ProcessEnv): string[] {
+  if (env.NODE_ENV !== 'production') return [];
   const problems: string[] = [];
   if (!env.JWT_SECRET) problems.push('JWT_SECRET: required in production');
   else if (env.JWT_SECRET.length < MIN_SECRET_LENGTH)
     problems.push(`JWT_SECRET: must be at least ${MIN_SECRET_LENGTH} characters in production`);
-  if (!config.sessions.encryptionKey)
+  if (!env.SESSION_ENCRYPTION_KEY)
     problems.push('SESSION_ENCRYPTION_KEY: required in production (64 hex characters)');
-  if (config.database.embedded)
+  if (!env.DATABASE_URL)
     problems.push(
       'DATABASE_URL: required in production (the embedded Postgres is for development)',
     );
@@ -179,17 +183,20 @@ function productionProblems(env: NodeJS.ProcessEnv, config: AppConfig): string[]
   ) {
     problems.push('ADMIN_PASSWORD: a default password is refused in production');
   }
-  if ((config.metrics.user === undefined) !== (config.metrics.password === undefined)) {
+  if ((env.METRICS_USER === undefined) !== (env.METRICS_PASSWORD === undefined)) {
     problems.push('METRICS_USER/METRICS_PASSWORD: set both or neither');
   }
   return problems;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
-  const config = buildConfig(env);
-  const problems = productionProblems(env, config);
-  if (problems.length > 0) throw new ConfigValidationError(problems);
-  return config;
+  const parsed = envSchema.safeParse(env);
+  const problems = [
+    ...(parsed.success ? [] : schemaProblems(parsed.error, env)),
+    ...productionProblems(env),
+  ];
+  if (!parsed.success || problems.length > 0) throw new ConfigValidationError(problems);
+  return buildConfig(parsed.data, env);
 }
 
 /** For entry points: on bad configuration, print one line per problem and exit with code 1. */

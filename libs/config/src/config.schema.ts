@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { maskUrlCredentials } from './config-redaction';
 
 const bool = (fallback: boolean) =>
   z
@@ -108,7 +109,7 @@ const origins = csv.superRefine((list, ctx) => {
     if (origin !== entry)
       ctx.addIssue({
         code: 'custom',
-        message: `expected origins such as https://app.example.com (no path or trailing slash), not ${entry}`,
+        message: `expected origins such as https://app.example.com (no path or trailing slash), not ${maskUrlCredentials(entry)}`,
       });
   }
 });
@@ -123,7 +124,7 @@ const urlAllowlist = csv.superRefine((list, ctx) => {
     if (!ok)
       ctx.addIssue({
         code: 'custom',
-        message: `expected *, an origin (https://api.example.com), a host or *.domain, not ${entry}`,
+        message: `expected *, an origin (https://api.example.com), a host or *.domain, not ${maskUrlCredentials(entry)}`,
       });
   }
 });

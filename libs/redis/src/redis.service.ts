@@ -9,7 +9,7 @@ import { coalesceWrites } from './coalesced-writes';
 import { KeyValueStore } from './key-value-store';
 import { MemoryStore } from './memory-store';
 import { RedisStore } from './redis-store';
-import { redisFallbackActive, redisUp } from './redis.metrics';
+import { redisErrors, redisFallbackActive, redisUp } from './redis.metrics';
 
 export type RedisMode = 'redis' | 'memory-fallback' | 'memory';
 
@@ -17,6 +17,21 @@ type MessageHandler = (message: string) => void;
 
 /** How often a fallback with the connection still open asks Redis whether it answers again. */
 const RECOVERY_PROBE_MS = 1000;
+
+/** A full Redis refuses every write: one warning a minute says so without flooding the logs. */
+const OOM_WARNING_INTERVAL_MS = 60_000;
+
+/**
+ * Redis at `maxmemory` under `noeviction` refuses writes ("OOM command not allowed …"), also
+ * inside a script, a pipeline, or a MULTI (whose EXEC then fails with EXECABORT and carries the
+ * refusals as previousErrors).
+ */
+function isOutOfMemory(err: unknown): boolean {
+  const refused = (e: unknown) =>
+    /^OOM\b|OOM command not allowed/.test((e as Error)?.message ?? '');
+  const previous = (err as { previousErrors?: unknown[] })?.previousErrors;
+  return refused(err) || (Array.isArray(previous) && previous.some(refused));
+}
 
 /**
  * Owns the Redis connections and decides, per call, whether state lives in Redis or in this
@@ -34,6 +49,8 @@ export class RedisService implements OnApplicationShutdown {
   private readonly channels = new Set<string>();
   private readonly transitions = new EventEmitter();
   private recoveryTimer?: NodeJS.Timeout;
+  private lastOomWarningAt?: number;
+  private oomSinceWarning = 0;
 
   readonly store: KeyValueStore;
 
@@ -171,6 +188,11 @@ export class RedisService implements OnApplicationShutdown {
   /**
    * Runs `onRedis` against the shared client when connected; otherwise, or when the call fails
    * because Redis went away, runs `onMemory`. Modules with their own Lua scripts use this.
+   *
+   * A call refused because Redis is full also runs `onMemory`, for that call only: Redis still
+   * answers (reads, PING), so announcing a fallback would have the recovery probe end it at once
+   * and the logs flap. It is counted (`gateway_redis_errors_total{reason="oom"}`) and warned about
+   * once a minute instead.
    */
   async withFallback<T>(
     onRedis: (client: Redis) => Promise<T>,
@@ -180,11 +202,33 @@ export class RedisService implements OnApplicationShutdown {
       try {
         return await onRedis(this.client);
       } catch (err) {
+        if (isOutOfMemory(err)) {
+          this.refusedForMemory(err);
+          return onMemory();
+        }
         if (!this.isRedisDown(err)) throw err;
         this.setConnected(false);
       }
     }
     return onMemory();
+  }
+
+  private refusedForMemory(err: unknown): void {
+    redisErrors.inc({ reason: 'oom' });
+    this.oomSinceWarning++;
+    const now = Date.now();
+    if (
+      this.lastOomWarningAt !== undefined &&
+      now - this.lastOomWarningAt < OOM_WARNING_INTERVAL_MS
+    )
+      return;
+    this.lastOomWarningAt = now;
+    this.logger.warn(
+      { component: 'redis', refused: this.oomSinceWarning, err: (err as Error).message },
+      'Redis refused a write: out of memory (maxmemory reached with noeviction); ' +
+        'such calls use per-process memory until Redis has room (see runbook RedisMemoryHigh)',
+    );
+    this.oomSinceWarning = 0;
   }
 
   private isRedisDown(err: unknown): boolean {
