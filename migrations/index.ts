@@ -4,6 +4,7 @@ import { GenerationJobQueue1732300008000 } from './1732300008000-generation-job-
 import { CreditsLedgerBatch1732300010000 } from './1732300010000-credits-ledger-batch';
 import { CreditsLedgerBatchRows1732300012000 } from './1732300012000-credits-ledger-batch-rows';
 import { TimeOrderedIds1732300014000 } from './1732300014000-time-ordered-ids';
+import { BalanceLimit1732300016000 } from './1732300016000-balance-limit';
 
 /** Every migration in order. Listed explicitly so the same list works from ts and from dist. */
 export const MIGRATIONS = [
@@ -13,4 +14,5 @@ export const MIGRATIONS = [
   CreditsLedgerBatch1732300010000,
   CreditsLedgerBatchRows1732300012000,
   TimeOrderedIds1732300014000,
+  BalanceLimit1732300016000,
 ];

@@ -6,6 +6,7 @@ import { ApiKeysService, UsersService } from '@app/auth';
 import { CreditsService } from '@app/credits';
 import { bash } from './monitoring.helpers';
 import { startGateway, TestGateway } from './support/gateway';
+import { testEnv } from './support/test-env';
 
 /**
  * docs/runbook.md "Credits and ledger" cannot drift from the code: every command of its sh
@@ -87,6 +88,8 @@ if (tools.length > 0 && process.env.CI === 'true')
       .map((line, i) => {
         const command = line
           .replace(/REQUEST_ID/g, 'runbook-lost-request')
+          // The CLI lines run without Redis; the parked-closes look-up reads the test's Redis.
+          .replace(/^redis-cli -u "\$REDIS_URL"/, 'redis-cli -u "$TEST_REDIS_URL"')
           .replace(
             /^npm run cli -- /,
             'node -r ./test/support/ts-register.js apps/cli/src/main.ts ',
@@ -104,6 +107,7 @@ if (tools.length > 0 && process.env.CI === 'true')
         LOG_LEVEL: 'silent',
         NODE_ENV: 'test',
         REDIS_URL: '',
+        TEST_REDIS_URL: testEnv.redisUrl ?? '',
       },
       ROOT,
       240_000,

@@ -1044,12 +1044,12 @@ function filesIn(dir: string, suffix: string): string[] {
       try {
         const results = await runSection('Database rollback', { DATABASE_URL: scratch });
         expect(outputOf(results, 'migrate:revert --dry')).toContain(
-          'Would revert: TimeOrderedIds1732300014000',
+          'Would revert: BalanceLimit1732300016000',
         );
         expect(results.map((r) => r.stdout).join('')).toContain(
-          'Reverted TimeOrderedIds1732300014000.',
+          'Reverted BalanceLimit1732300016000.',
         );
-        expect(outputOf(results, 'FROM migrations')).not.toContain('TimeOrderedIds');
+        expect(outputOf(results, 'FROM migrations')).not.toContain('BalanceLimit');
         expect(
           filesIn(SANDBOX, '.dump').some((f) => f.startsWith('switchyard-before-revert-')),
         ).toBe(true);
@@ -1261,6 +1261,24 @@ async function ledgerBatchVersion(url: string): Promise<'ordered' | 'rows' | 'lo
   });
 }
 
+const BALANCE_LIMITS = [
+  'credit_ledger_amount_max',
+  'credit_ledger_balance_after_max',
+  'user_credits_balance_max',
+  'user_credits_base_quota_max',
+];
+
+/** Which balance-limit CHECK constraints of migration 1732300016000 the database has. */
+async function balanceLimits(url: string): Promise<string[]> {
+  return withClient(url, async (c) => {
+    const { rows } = await c.query<{ name: string }>(
+      'SELECT conname AS name FROM pg_constraint WHERE conname = ANY ($1) ORDER BY conname',
+      [BALANCE_LIMITS],
+    );
+    return rows.map((r) => r.name);
+  });
+}
+
 /** The default of the id column of the two tables every billed request writes to. */
 async function idDefaults(url: string): Promise<Record<string, string>> {
   return withClient(url, async (c) => {
@@ -1320,7 +1338,8 @@ describe('migrate:revert', () => {
   it('names the migration with --dry, reverts it, and migrate applies it again', async () => {
     const before = await appliedMigrations(url);
     const last = before[before.length - 1];
-    expect(last).toBe('TimeOrderedIds1732300014000');
+    expect(last).toBe('BalanceLimit1732300016000');
+    expect(await balanceLimits(url)).toEqual(BALANCE_LIMITS);
 
     const dry = await cli(['migrate:revert', '--dry'], url);
     expect(dry).toEqual({ code: 0, out: `Would revert: ${last}\n` });
@@ -1330,6 +1349,16 @@ describe('migrate:revert', () => {
     expect(revert.code).toBe(0);
     expect(revert.out).toContain(`Reverted ${last}.`);
     expect(await appliedMigrations(url)).toEqual(before.slice(0, -1));
+    // Its down step ran: the balance limits are gone, nothing else changed.
+    expect(await balanceLimits(url)).toEqual([]);
+    expect(await ledgerBatchVersion(url)).toBe('ordered');
+
+    // The one before it, whose down step swaps a function and column defaults back.
+    const previous = before[before.length - 2];
+    expect(previous).toBe('TimeOrderedIds1732300014000');
+    const revertPrevious = await cli(['migrate:revert'], url);
+    expect(revertPrevious.out).toContain(`Reverted ${previous}.`);
+    expect(await appliedMigrations(url)).toEqual(before.slice(0, -2));
     // Its down step ran: the function is the one of the migration before, ids random again.
     expect(await ledgerBatchVersion(url)).toBe('rows');
     expect(await idDefaults(url)).toEqual({
@@ -1337,7 +1366,9 @@ describe('migrate:revert', () => {
       request_logs: 'gen_random_uuid()',
     });
 
-    expect((await cli(['migrate', '--dry'], url)).out).toContain(last);
+    const pending = (await cli(['migrate', '--dry'], url)).out;
+    expect(pending).toContain(previous);
+    expect(pending).toContain(last);
     expect((await cli(['migrate'], url)).code).toBe(0);
     expect(await appliedMigrations(url)).toEqual(before);
     expect(await ledgerBatchVersion(url)).toBe('ordered');
@@ -1345,6 +1376,7 @@ describe('migrate:revert', () => {
       credit_ledger: 'uuid_v7()',
       request_logs: 'uuid_v7()',
     });
+    expect(await balanceLimits(url)).toEqual(BALANCE_LIMITS);
   });
 
   it('reverts and migrates on a pool of one connection (DB_POOL_MAX_SIZE=1)', async () => {
@@ -1396,10 +1428,10 @@ describe('migrate:revert', () => {
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
       const reverting = cli(['migrate:revert'], url);
       await someoneWaitsForMigrationLock(url);
-      expect(await ledgerBatchVersion(url)).toBe('ordered');
+      expect(await balanceLimits(url)).toEqual(BALANCE_LIMITS);
       await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
       expect((await reverting).code).toBe(0);
-      expect(await ledgerBatchVersion(url)).toBe('rows');
+      expect(await balanceLimits(url)).toEqual([]);
 
       // … and so does libs/database's migration runner, on the very same lock id.
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
@@ -1408,10 +1440,10 @@ describe('migrate:revert', () => {
       try {
         const migrating = runMigrationsLocked(dataSource);
         await someoneWaitsForMigrationLock(url);
-        expect(await ledgerBatchVersion(url)).toBe('rows');
+        expect(await balanceLimits(url)).toEqual([]);
         await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
-        expect((await migrating).map((m) => m.name)).toEqual(['TimeOrderedIds1732300014000']);
-        expect(await ledgerBatchVersion(url)).toBe('ordered');
+        expect((await migrating).map((m) => m.name)).toEqual(['BalanceLimit1732300016000']);
+        expect(await balanceLimits(url)).toEqual(BALANCE_LIMITS);
       } finally {
         await dataSource.destroy();
       }

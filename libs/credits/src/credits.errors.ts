@@ -61,3 +61,32 @@ export function isCheckViolation(err: unknown): boolean {
   const e = err as { code?: string; driverError?: { code?: string } };
   return (e?.code ?? e?.driverError?.code) === '23514';
 }
+
+/**
+ * The largest balance: Number.MAX_SAFE_INTEGER, above which a bigint read into a JS number (and
+ * a JSON number in a client) is rounded. Postgres enforces it (migration 1732300016000).
+ */
+export const MAX_BALANCE = Number.MAX_SAFE_INTEGER;
+
+/** The CHECK constraints of migration 1732300016000 that keep credits within MAX_BALANCE. */
+const BALANCE_LIMIT_CONSTRAINTS = new Set([
+  'user_credits_balance_max',
+  'user_credits_base_quota_max',
+  'credit_ledger_balance_after_max',
+  'credit_ledger_amount_max',
+]);
+
+/** 400: the write would take a balance above MAX_BALANCE; nothing was written. */
+export function balanceLimitExceeded(amount: number, param = 'amount'): ApiError {
+  return ApiError.badRequest(
+    `Adding ${amount} credits would take the balance above the maximum balance (${MAX_BALANCE} credits)`,
+    param,
+    'balance_limit_exceeded',
+  );
+}
+
+export function isBalanceLimitViolation(err: unknown): boolean {
+  const e = err as { constraint?: string; driverError?: { constraint?: string } };
+  const name = e?.constraint ?? e?.driverError?.constraint;
+  return isCheckViolation(err) && name !== undefined && BALANCE_LIMIT_CONSTRAINTS.has(name);
+}

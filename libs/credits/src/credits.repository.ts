@@ -1,6 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { DatabaseService, Queryable } from '@app/database';
-import { isUniqueViolation } from './credits.errors';
+import {
+  balanceLimitExceeded,
+  isBalanceLimitViolation,
+  isUniqueViolation,
+  MAX_BALANCE,
+} from './credits.errors';
 import { CLOSE_KEY_PREFIX } from './ledger-keys';
 import {
   BalanceChange,
@@ -113,7 +118,8 @@ export class CreditsRepository {
 
   /**
    * Adds `amount` (>= 0), creating the account row when the user has none yet. A repeated
-   * idempotency key writes nothing and returns the original row.
+   * idempotency key writes nothing and returns the original row. A sum above MAX_BALANCE is
+   * refused by Postgres as a whole (400 balance_limit_exceeded).
    */
   async credit(input: LedgerWriteInput): Promise<LedgerWrite> {
     const key = input.idempotencyKey ?? null;
@@ -140,11 +146,14 @@ export class CreditsRepository {
       );
       return { entry: toEntry(rows[0]), replayed: false };
     } catch (err) {
-      if (key === null || !isUniqueViolation(err, IDEMPOTENCY_CONSTRAINT)) throw err;
-      // The statement failed as a whole: the balance did not move; the first write stands.
-      const existing = await this.findByKey(input.userId, key);
-      if (!existing) throw err;
-      return { entry: existing, replayed: true };
+      const overLimit = isBalanceLimitViolation(err);
+      if (!overLimit && (key === null || !isUniqueViolation(err, IDEMPOTENCY_CONSTRAINT)))
+        throw err;
+      // The statement failed as a whole: the balance did not move; the first write stands. (A
+      // repeat at the limit fails on the balance before its ledger row meets the key.)
+      const existing = key === null ? undefined : await this.findByKey(input.userId, key);
+      if (existing) return { entry: existing, replayed: true };
+      throw overLimit ? balanceLimitExceeded(input.amount) : err;
     }
   }
 
@@ -152,6 +161,8 @@ export class CreditsRepository {
    * Closes the debit `reservationId`: `actual` is what the request finally costs (null = refund
    * it all). Usage under the hold gives the difference back; usage over it takes the extra only
    * as far as the balance goes (never below zero); a close already made is answered as a replay.
+   * What would come back above MAX_BALANCE (the account was filled up while the hold was open)
+   * is not returned: the balance stops at the limit and the row's description says so.
    * Returns undefined when no such debit exists. This is the general path, under the account's
    * row lock; the common case (an open hold, usage within it) is group-committed by
    * LedgerBatcher, and only what that cannot do comes here.
@@ -186,6 +197,11 @@ export class CreditsRepository {
         if (actual === null) delta = reserved;
         else if (actual <= reserved) delta = reserved - actual;
         else delta = -Math.min(balance, actual - reserved);
+        let note = description;
+        if (delta > MAX_BALANCE - balance) {
+          note = `${description} (capped: ${delta - (MAX_BALANCE - balance)} credits above the maximum balance not returned)`;
+          delta = MAX_BALANCE - balance;
+        }
         const rows = await tx.query<LedgerRow>(
           `WITH acct AS (
                UPDATE user_credits SET balance = balance + $2::bigint, updated_at = now()
@@ -195,7 +211,7 @@ export class CreditsRepository {
              INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, request_id, description)
              SELECT $1, $6, $2::bigint, balance, $3, $4, $5 FROM acct
              RETURNING ${LEDGER_COLUMNS}`,
-          [held.user_id, delta, key, requestId, description, actual === null ? 'refund' : 'settle'],
+          [held.user_id, delta, key, requestId, note, actual === null ? 'refund' : 'settle'],
         );
         return { entry: toEntry(rows[0]), reserved, replayed: false };
       }, 'credits_close');
@@ -300,8 +316,8 @@ export class CreditsRepository {
   /**
    * Sets balances back to the sum of their ledger (seed 004 "Fix Credit Discrepancies"). Finds
    * candidates without locks, then fixes each under its row lock so a concurrent request cannot
-   * slip a ledger row between the sum and the update. A negative sum cannot be a balance: it
-   * is reported, not applied.
+   * slip a ledger row between the sum and the update. A negative sum, or one above MAX_BALANCE,
+   * cannot be a balance: it is reported, not applied.
    */
   async recalculate(
     userId?: string,
@@ -341,7 +357,7 @@ export class CreditsRepository {
         const oldBalance = Number(acct.balance);
         const total = Number(sum.total);
         if (oldBalance === total) return;
-        if (total < 0) {
+        if (total < 0 || total > MAX_BALANCE) {
           unfixable.push({ userId: user_id, ledgerSum: total });
           return;
         }
