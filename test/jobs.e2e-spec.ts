@@ -322,6 +322,21 @@ describe('async generation jobs over HTTP and WebSocket', () => {
       expect(await balance(gw, alice.key)).toBe(before - CHAT_COST);
     });
 
+    it('answers an upgrade request pipelined behind another one, and the ones after it', async () => {
+      const auth = `Host: gw\r\nAuthorization: Bearer ${alice.key}\r\n`;
+      const reply = await rawRequest(gw.url, [
+        'GET /health/live HTTP/1.1\r\nHost: gw\r\n\r\n' +
+          `GET /v1/models HTTP/1.1\r\n${auth}Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n` +
+          'GET /nope HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n' +
+          'GET /v1/nope HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n',
+      ]);
+      const text = `${reply.head}\r\n\r\n${reply.body}`;
+      expect([...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))).toEqual([
+        200, 200, 404, 404,
+      ]);
+      expect(text).toContain('"object":"list"');
+    });
+
     it('survives an upgrade request whose target is not a URL', async () => {
       for (const target of ['//[', 'http://[::1', 'http://:99999/']) {
         const reply = await rawRequest(gw.url, [

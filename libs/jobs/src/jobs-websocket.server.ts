@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import {
   BeforeApplicationShutdown,
@@ -361,6 +361,14 @@ const UPGRADE_HEADERS = new Set(['upgrade', 'http2-settings']);
  * The head is rebuilt from what Node's parser accepted, so nothing it refused gets through.
  */
 function handBackToHttp(server: Server, request: IncomingMessage, socket: Duplex, head: Buffer) {
+  // Pipelined behind a request whose answer is still on its way: that answer's bookkeeping
+  // belongs to the parser Node just dropped, and a new parser's answers would queue behind it
+  // for ever. Start the new one once it has gone (the socket holds what follows meanwhile).
+  const answering = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (answering && !answering.writableFinished) {
+    answering.once('finish', () => handBackToHttp(server, request, socket, head));
+    return;
+  }
   const lines = [`${request.method} ${request.url} HTTP/${request.httpVersion}`];
   const raw = request.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
