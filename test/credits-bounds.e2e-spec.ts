@@ -1,7 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Client } from 'pg';
 import { ApiKeysService } from '@app/auth';
 import { loadConfig } from '@app/config';
@@ -9,6 +6,8 @@ import { CreditsService } from '@app/credits';
 import { createDataSource, migrationsOn, runMigrationsLocked } from '@app/database';
 import { adminToken } from './support/auth-factory';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
+import { call, Reply } from './support/api-call';
+import { writeProvidersFile } from './support/mock-upstream';
 
 /**
  * Balances stop at Number.MAX_SAFE_INTEGER (2^53 − 1): above it a bigint read into a JS number is
@@ -27,11 +26,8 @@ const LIMIT_CONSTRAINTS = [
 ];
 const CHAT_MODEL = 'gpt-4o-mini';
 
-function providersFile(): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sy-credits-bounds-'));
-  const file = path.join(dir, 'providers.yaml');
-  writeFileSync(
-    file,
+const providersFile = () =>
+  writeProvidersFile(
     [
       'providers:',
       `  - { name: mock, kind: mock, models: [${CHAT_MODEL}] }`,
@@ -40,32 +36,6 @@ function providersFile(): string {
       '',
     ].join('\n'),
   );
-  return file;
-}
-
-interface Reply {
-  status: number;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  headers: Headers;
-}
-
-async function call(
-  gw: TestGateway,
-  method: string,
-  route: string,
-  auth: string,
-  body?: unknown,
-): Promise<Reply> {
-  const headers: Record<string, string> = { authorization: `Bearer ${auth}` };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${gw.url}${route}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null, headers: res.headers };
-}
 
 async function withClient<T>(url: string, fn: (client: Client) => Promise<T>): Promise<T> {
   const client = new Client({ connectionString: url });

@@ -2,7 +2,7 @@ import { Client } from 'pg';
 import { newConsumer, TestConsumer } from './support/auth-factory';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
 import { MockUpstream, startMockUpstream, writeProvidersFile } from './support/mock-upstream';
-import { TcpProxy } from './support/tcp-proxy';
+import { relayDatabase, TcpProxy } from './support/tcp-proxy';
 
 /**
  * Credits while Postgres goes away: a billable request fails fast with 503 and never reaches the
@@ -17,6 +17,15 @@ async function waitFor(predicate: () => Promise<boolean>, timeoutMs = 20_000): P
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** One upstream, one model at a flat 10 credits per request. */
+const flatPriceProviders = (upstreamUrl: string) =>
+  writeProvidersFile(`
+providers:
+  - { name: up, kind: openai, base_url: "${upstreamUrl}", models: [flat-gpt], timeout_ms: 5000 }
+pricing:
+  - { model: flat-gpt, per_request: 10 }
+`);
 
 describe('credits when the database fails', () => {
   let up: MockUpstream;
@@ -45,21 +54,12 @@ describe('credits when the database fails', () => {
 
   beforeAll(async () => {
     up = await startMockUpstream('faults-upstream');
-    const file = writeProvidersFile(`
-providers:
-  - { name: up, kind: openai, base_url: "${up.url}", models: [flat-gpt], timeout_ms: 5000 }
-pricing:
-  - { model: flat-gpt, per_request: 10 }
-`);
+    const file = flatPriceProviders(up.url);
     databaseUrl = await createTestDatabase();
-    const target = new URL(databaseUrl);
-    proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    await proxy.start();
-    const viaProxy = new URL(databaseUrl);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
+    const relay = await relayDatabase(databaseUrl);
+    proxy = relay.proxy;
     gw = await startGateway({
-      databaseUrl: viaProxy.toString(),
+      databaseUrl: relay.url,
       env: { PROVIDERS_FILE: file, DB_CONNECT_TIMEOUT_MS: '500' },
     });
     pg = new Client({ connectionString: databaseUrl });
@@ -125,26 +125,16 @@ pricing:
 describe('a close the database could not take before shutdown', () => {
   it('is parked in Redis and written by another replica once the database is back', async () => {
     const up = await startMockUpstream('parked-upstream');
-    const file = writeProvidersFile(`
-providers:
-  - { name: up, kind: openai, base_url: "${up.url}", models: [flat-gpt], timeout_ms: 5000 }
-pricing:
-  - { model: flat-gpt, per_request: 10 }
-`);
+    const file = flatPriceProviders(up.url);
     const databaseUrl = await createTestDatabase();
-    const target = new URL(databaseUrl);
-    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    await proxy.start();
-    const viaProxy = new URL(databaseUrl);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
+    const { proxy, url: viaProxy } = await relayDatabase(databaseUrl);
     // Two replicas of one deployment: the same database and the same Redis keys.
     const env = {
       PROVIDERS_FILE: file,
       DB_CONNECT_TIMEOUT_MS: '500',
       REDIS_KEY_PREFIX: `parked${Date.now()}:`,
     };
-    const first = await startGateway({ databaseUrl: viaProxy.toString(), env });
+    const first = await startGateway({ databaseUrl: viaProxy, env });
     let second: TestGateway | undefined;
     const pg = new Client({ connectionString: databaseUrl });
     await pg.connect();
@@ -176,7 +166,7 @@ pricing:
       expect(await openHolds()).toBe(1);
 
       await proxy.restore();
-      second = await startGateway({ databaseUrl: viaProxy.toString(), env });
+      second = await startGateway({ databaseUrl: viaProxy, env });
       await waitFor(async () => second!.logText().includes('parked credit close written'));
       expect(await openHolds()).toBe(0);
       const { rows } = await pg.query(

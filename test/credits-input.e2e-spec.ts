@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
+import { call } from './support/api-call';
+import { writeProvidersFile } from './support/mock-upstream';
 
 /**
  * Input the credits API and the billable routes used to accept and then misread: prices with
@@ -14,11 +13,8 @@ import { startGateway, TestGateway } from './support/gateway';
 const CHAT_MODEL = 'gpt-4o-mini';
 const IMAGE_MODEL = 'dall-e-3';
 
-function providersFile(): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sy-credits-input-'));
-  const file = path.join(dir, 'providers.yaml');
-  writeFileSync(
-    file,
+const providersFile = () =>
+  writeProvidersFile(
     [
       'providers:',
       `  - { name: mock, kind: mock, models: [${CHAT_MODEL}, ${IMAGE_MODEL}] }`,
@@ -28,34 +24,6 @@ function providersFile(): string {
       '',
     ].join('\n'),
   );
-  return file;
-}
-
-interface Reply {
-  status: number;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  headers: Headers;
-}
-
-async function call(
-  gw: TestGateway,
-  method: string,
-  route: string,
-  auth: string | undefined,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<Reply> {
-  const all: Record<string, string> = { ...headers };
-  if (auth) all.authorization = `Bearer ${auth}`;
-  if (body !== undefined) all['content-type'] = 'application/json';
-  const res = await fetch(`${gw.url}${route}`, {
-    method,
-    headers: all,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null, headers: res.headers };
-}
 
 const chatBody = (content = 'hello', extra: Record<string, unknown> = {}) => ({
   model: CHAT_MODEL,

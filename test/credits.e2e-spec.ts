@@ -1,19 +1,15 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Client } from 'pg';
 import { runCli } from '../apps/cli/src/main';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway, uniqueRedisPrefix } from './support/gateway';
+import { call } from './support/api-call';
+import { writeProvidersFile } from './support/mock-upstream';
 import { testEnv } from './support/test-env';
 
 const REDIS = testEnv.redisUrl !== undefined;
 
-function providersFile(): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sy-credits-e2e-'));
-  const file = path.join(dir, 'providers.yaml');
-  writeFileSync(
-    file,
+const providersFile = () =>
+  writeProvidersFile(
     [
       'providers:',
       '  - { name: mock, kind: mock, models: [gpt-4o-mini, dall-e-3] }',
@@ -23,33 +19,6 @@ function providersFile(): string {
       '',
     ].join('\n'),
   );
-  return file;
-}
-
-interface Reply {
-  status: number;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  headers: Headers;
-}
-
-async function call(
-  gw: TestGateway,
-  method: string,
-  route: string,
-  auth: string | undefined,
-  body?: unknown,
-): Promise<Reply> {
-  const headers: Record<string, string> = {};
-  if (auth) headers.authorization = `Bearer ${auth}`;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${gw.url}${route}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null, headers: res.headers };
-}
 
 describe('credits API', () => {
   let gw: TestGateway;

@@ -7,7 +7,7 @@ import { newConsumer } from './support/auth-factory';
 import { metricValue } from './support/auth-probe';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
 import { startRedisServer } from './support/redis-server';
-import { TcpProxy } from './support/tcp-proxy';
+import { relayDatabase } from './support/tcp-proxy';
 import { testEnv } from './support/test-env';
 
 async function waitFor(
@@ -282,14 +282,9 @@ describe('foundation: configuration validation', () => {
 describe('foundation: database outage', () => {
   it('readiness goes 503 while Postgres is unreachable and returns to 200 by itself', async () => {
     const dbUrl = await createTestDatabase();
-    const target = new URL(testEnv.adminDatabaseUrl);
-    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    await proxy.start();
-    const viaProxy = new URL(dbUrl);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
+    const { proxy, url: viaProxy } = await relayDatabase(dbUrl);
     const gw = await startGateway({
-      databaseUrl: viaProxy.toString(),
+      databaseUrl: viaProxy,
       env: { DB_CONNECT_TIMEOUT_MS: '500' },
     });
     // The DatabaseDown alert fires on this gauge, so it must follow the probe both ways.
@@ -318,14 +313,9 @@ describe('foundation: database outage', () => {
 describe('foundation: frozen database', () => {
   it('fails requests fast with 503 while Postgres answers nothing, and recovers by itself', async () => {
     const dbUrl = await createTestDatabase();
-    const target = new URL(testEnv.adminDatabaseUrl);
-    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    await proxy.start();
-    const viaProxy = new URL(dbUrl);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
+    const { proxy, url: viaProxy } = await relayDatabase(dbUrl);
     const gw = await startGateway({
-      databaseUrl: viaProxy.toString(),
+      databaseUrl: viaProxy,
       env: { DB_CONNECT_TIMEOUT_MS: '500', DB_STATEMENT_TIMEOUT_MS: '1000' },
     });
     const chat = async (key: string) => {

@@ -1,9 +1,8 @@
 /* eslint-disable @typescript-eslint/no-explicit-any */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import WebSocket from 'ws';
+import { call } from './support/api-call';
 import type { TestGateway } from './support/gateway';
+import { writeProvidersFile } from './support/mock-upstream';
 
 /** Shared by the test/jobs*.e2e-spec.ts files. */
 
@@ -14,10 +13,7 @@ export const CHAT_COST = 2;
 export const IMAGE_COST = 40;
 
 export function providersFile(upstreamUrl: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sy-jobs-e2e-'));
-  const file = path.join(dir, 'providers.yaml');
-  writeFileSync(
-    file,
+  return writeProvidersFile(
     [
       'providers:',
       '  - name: primary',
@@ -33,7 +29,6 @@ export function providersFile(upstreamUrl: string): string {
       '',
     ].join('\n'),
   );
-  return file;
 }
 
 /** Settings that make the queue fast enough for tests (the defaults suit production). */
@@ -42,31 +37,8 @@ export const FAST_QUEUE = {
   JOB_MAINTENANCE_INTERVAL_SECONDS: '1',
 };
 
-export interface Reply {
-  status: number;
-  body: any;
-  headers: Headers;
-}
-
-export async function call(
-  gw: TestGateway,
-  method: string,
-  route: string,
-  auth?: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<Reply> {
-  const all: Record<string, string> = { ...headers };
-  if (auth) all.authorization = `Bearer ${auth}`;
-  if (body !== undefined) all['content-type'] = 'application/json';
-  const res = await fetch(`${gw.url}${route}`, {
-    method,
-    headers: all,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null, headers: res.headers };
-}
+export { call };
+export type { Reply } from './support/api-call';
 
 export function chatJob(content = 'hello') {
   return { type: 'chat', request: { model: CHAT_MODEL, messages: [{ role: 'user', content }] } };

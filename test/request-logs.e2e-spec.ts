@@ -1,8 +1,7 @@
 import { Client } from 'pg';
 import { RequestLogWriter } from '@app/database';
 import { createTestDatabase, dropDatabase, startGateway } from './support/gateway';
-import { TcpProxy } from './support/tcp-proxy';
-import { testEnv } from './support/test-env';
+import { relayDatabase } from './support/tcp-proxy';
 
 function entry(i: number) {
   return {
@@ -136,14 +135,9 @@ describe('request logs', () => {
 
   it('keeps rows in a bounded buffer while Postgres is unreachable and writes them when it returns', async () => {
     const dbUrl = await createTestDatabase();
-    const target = new URL(testEnv.adminDatabaseUrl);
-    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    await proxy.start();
-    const viaProxy = new URL(dbUrl);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
+    const { proxy, url: viaProxy } = await relayDatabase(dbUrl);
     const gw = await startGateway({
-      databaseUrl: viaProxy.toString(),
+      databaseUrl: viaProxy,
       env: { REQUEST_LOG_BUFFER_MAX: '100', DB_CONNECT_TIMEOUT_MS: '300' },
     });
     try {

@@ -74,3 +74,19 @@ export class TcpProxy {
     await this.start(this.port);
   }
 }
+
+/**
+ * A relay started in front of the Postgres server of `databaseUrl`, and that URL through it: a
+ * gateway given `url` loses (or freezes with) its database when the test cuts (or freezes) it.
+ */
+export async function relayDatabase(
+  databaseUrl: string,
+): Promise<{ proxy: TcpProxy; url: string }> {
+  const target = new URL(databaseUrl);
+  const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+  await proxy.start();
+  const url = new URL(databaseUrl);
+  url.hostname = '127.0.0.1';
+  url.port = String(proxy.port);
+  return { proxy, url: url.toString() };
+}

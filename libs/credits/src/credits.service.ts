@@ -39,7 +39,7 @@ const MAX_PENDING_CLOSES = 10_000;
  * Redis hash (field: reservation id) of closes a replica still owed the ledger when it stopped:
  * the database was away, and the retries lived in its memory. Every replica retries them.
  */
-export const PARKED_CLOSES_KEY = 'credits:parked-closes';
+const PARKED_CLOSES_KEY = 'credits:parked-closes';
 /**
  * A hold may commit while the upstream call starts only when this process saw the account,
  * at most RECENT_BALANCE_MS ago, with a balance of at least OVERLAP_MARGIN times the hold: then

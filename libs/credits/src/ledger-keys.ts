@@ -24,7 +24,7 @@ const SYSTEM_PREFIXES: readonly string[] = [
   CYCLE_RESET_KEY_PREFIX,
 ];
 
-export function isSystemLedgerKey(key: string): boolean {
+function isSystemLedgerKey(key: string): boolean {
   return SYSTEM_KEYS.includes(key) || SYSTEM_PREFIXES.some((prefix) => key.startsWith(prefix));
 }
 
