@@ -79,6 +79,24 @@ describe('credits input', () => {
       expect(res.body.error.param).toBe('per_image_by_size.1024x1024');
     });
 
+    it('says what is wrong with a price: its type, or its range', async () => {
+      const cases: [unknown, string][] = [
+        ['1', 'expected a number'],
+        [1e12 + 1, 'must be at most 1000000000000'],
+        [-1, 'must be at least 0'],
+      ];
+      for (const [value, message] of cases) {
+        const res = await call(gw, 'PUT', '/admin/pricing/price-messages', admin, {
+          per_image: value,
+        });
+        expect(res.status).toBe(400);
+        expect(res.body.error).toMatchObject({
+          param: 'per_image',
+          message: expect.stringContaining(message),
+        });
+      }
+    });
+
     it('keeps a price with exactly 6 decimals exact', async () => {
       const res = await call(gw, 'PUT', '/admin/pricing/decimals-six', admin, {
         per_request: 0.000001,

@@ -5,10 +5,12 @@ import { decimalPlaces, ModelPrice, PRICE_DECIMALS } from './pricing.math';
 
 /** One price in credits; the same rule for the `pricing:` file section and PUT /admin/pricing. */
 export const priceSchema = z
-  .number({ message: 'expected a number' })
-  .finite()
-  .min(0)
-  .max(1e12)
+  // Only for a value of the wrong type: a message given as `message` here would also replace
+  // the range messages below ("expected a number" for 10^12 + 1).
+  .number({ error: (issue) => (issue.code === 'invalid_type' ? 'expected a number' : undefined) })
+  .finite('must be a finite number')
+  .min(0, 'must be at least 0')
+  .max(1e12, 'must be at most 1000000000000')
   .refine((v) => decimalPlaces(v) <= PRICE_DECIMALS, {
     message: `must have at most ${PRICE_DECIMALS} decimal places`,
   });
