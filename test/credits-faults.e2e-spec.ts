@@ -1,8 +1,11 @@
+import { randomUUID } from 'node:crypto';
+import Redis from 'ioredis';
 import { Client } from 'pg';
 import { newConsumer, TestConsumer } from './support/auth-factory';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
 import { MockUpstream, startMockUpstream, writeProvidersFile } from './support/mock-upstream';
 import { relayDatabase, TcpProxy } from './support/tcp-proxy';
+import { testEnv } from './support/test-env';
 
 /**
  * Credits while Postgres goes away: a billable request fails fast with 503 and never reaches the
@@ -165,10 +168,28 @@ describe('a close the database could not take before shutdown', () => {
       expect(first.logText()).toContain('parked in Redis for another replica');
       expect(await openHolds()).toBe(1);
 
+      // Entries no retry can ever write: dropped, not retried for ever or fatal to the others.
+      const parkedKey = `${env.REDIS_KEY_PREFIX}credits:parked-closes`;
+      const redis = new Redis(testEnv.redisUrl!);
+      await redis.hset(
+        parkedKey,
+        'not-json',
+        '{',
+        randomUUID(),
+        JSON.stringify({
+          reservation: { id: randomUUID(), userId: consumer.userId, amount: 10, requestId: null },
+          actual: 10,
+          description: 'Settle',
+        }),
+      );
+
       await proxy.restore();
       second = await startGateway({ databaseUrl: viaProxy, env });
       await waitFor(async () => second!.logText().includes('parked credit close written'));
       expect(await openHolds()).toBe(0);
+      await waitFor(async () => (await redis.hlen(parkedKey)) === 0);
+      expect(second.logText().match(/parked credit close dropped/g)).toHaveLength(2);
+      await redis.quit();
       const { rows } = await pg.query(
         `SELECT balance::int AS balance, (SELECT sum(amount)::int FROM credit_ledger WHERE user_id = $1) AS sum
            FROM user_credits WHERE user_id = $1`,

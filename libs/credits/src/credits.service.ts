@@ -425,13 +425,17 @@ export class CreditsService
       () => ({}) as Record<string, string>,
     );
     for (const [id, json] of Object.entries(parked)) {
-      const pending = JSON.parse(json) as PendingClose;
       try {
+        const pending = JSON.parse(json) as PendingClose;
         await this.closeNow(pending.reservation, pending.actual, pending.description);
         this.logger.info({ reservation_id: id }, 'parked credit close written');
       } catch (err) {
-        if (!(err instanceof ReservationNotFound)) return; // the database is still away
-        this.logger.error({ reservation_id: id }, 'parked credit close: no such reservation');
+        // Only an outage is worth another try; a bad entry or a missing debit never will be.
+        if (!(err instanceof ReservationNotFound) && !(err instanceof SyntaxError)) return;
+        this.logger.error(
+          { reservation_id: id, err: (err as Error).message },
+          'parked credit close dropped: no such reservation, or not a close',
+        );
       }
       await this.redis.withFallback(
         (client) => client.hdel(PARKED_CLOSES_KEY, id),
