@@ -26,9 +26,7 @@ const { openScratchLedger, closeScratchLedger, settlesAndHolds } = require('./li
 const { creditsApplyBatchSql } = require(
   path.join(sy.ROOT, 'dist/migrations/1732300012000-credits-ledger-batch-rows'),
 );
-const { timeOrderedRequestId } = require(
-  path.join(sy.ROOT, 'dist/libs/observability/src/http-observability'),
-);
+const { uuidV7 } = require(path.join(sy.ROOT, 'dist/libs/observability/src/http-observability'));
 const ADMIN_URL = sy.adminDatabaseUrl();
 const N = Number(process.env.N || 20);
 const BATCHES = Number(process.env.BATCHES || 600);
@@ -45,7 +43,7 @@ async function contender(name, randomIds, requestId = randomUUID) {
     ADMIN_URL,
     randomIds ? 'v4' : 'v7',
     async (client, user) => {
-      await client.query(creditsApplyBatchSql(newId));
+      await client.query(creditsApplyBatchSql(newId, { holdIds: true }));
       // A ledger's history: holds and their settles, with the ids this contender writes.
       await client.query(
         `INSERT INTO credit_ledger (id, user_id, event_type, amount, balance_after, idempotency_key, request_id, description, created_at)
@@ -58,7 +56,10 @@ async function contender(name, randomIds, requestId = randomUUID) {
       await client.query('VACUUM ANALYZE credit_ledger');
     },
   );
-  return { ...ledger, name, requestId, cpuUs: 0, walBytes: 0 };
+  // The first two let the function make hold ids, as before the gateway named them; the third
+  // names them as the gateway does.
+  const holdId = requestId === randomUUID ? null : uuidV7;
+  return { ...ledger, name, requestId, holdId, cpuUs: 0, walBytes: 0 };
 }
 
 const oneBatch = (t) => settlesAndHolds(t, N, t.requestId);
@@ -68,7 +69,7 @@ async function main() {
   try {
     contenders.push(await contender('random (v4)', true));
     contenders.push(await contender('time-ordered (v7)', false));
-    contenders.push(await contender('+ v7 request ids', false, timeOrderedRequestId));
+    contenders.push(await contender('+ v7 request ids', false, uuidV7));
     for (let i = 0; i < 20; i++) for (const t of contenders) await oneBatch(t);
     for (let i = 0; i < BATCHES; i++) {
       if (i % CHECKPOINT_EVERY === 0) await contenders[0].client.query('CHECKPOINT');

@@ -5,11 +5,19 @@ import { CreditsLedgerBatch1732300010000 } from './1732300010000-credits-ledger-
  * The `credits_apply_batch` of this migration, with `newLedgerId` as the SQL expression that
  * gives each ledger row its id (migration 1732300014000 makes it time-ordered).
  */
-export function creditsApplyBatchSql(newLedgerId: string): string {
+export function creditsApplyBatchSql(
+  newLedgerId: string,
+  options: { holdIds?: boolean } = {},
+): string {
+  // With holdIds (migration 1732300018000) the caller may name each debit's id in p_id.
+  const holdIdParam = options.holdIds ? ', p_id uuid[]' : '';
+  const rowId = options.holdIds
+    ? `CASE WHEN p_kind[i] = 'debit' AND p_id[i] IS NOT NULL THEN p_id[i] ELSE ${newLedgerId} END`
+    : newLedgerId;
   return `
       CREATE OR REPLACE FUNCTION credits_apply_batch(
         p_kind text[], p_user uuid[], p_ref uuid[], p_amount bigint[],
-        p_request text[], p_description text[])
+        p_request text[], p_description text[]${holdIdParam})
       RETURNS TABLE (
         o_ord int, o_status text, o_id uuid, o_event_type text, o_amount bigint,
         o_balance_after bigint, o_idempotency_key text, o_created_at timestamptz, o_reserved bigint)
@@ -86,7 +94,7 @@ export function creditsApplyBatchSql(newLedgerId: string): string {
             END IF;
           END IF;
           IF o_status = 'ok' THEN
-            o_id := ${newLedgerId};
+            o_id := ${rowId};
             o_event_type := p_kind[i];
             o_balance_after := v_balance;
             o_created_at := clock_timestamp();

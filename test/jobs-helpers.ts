@@ -3,6 +3,7 @@ import WebSocket from 'ws';
 import { call } from './support/api-call';
 import type { TestGateway } from './support/gateway';
 import { writeProvidersFile } from './support/mock-upstream';
+import { waitFor } from './support/wait-for';
 
 /** Shared by the test/jobs*.e2e-spec.ts files. */
 
@@ -38,6 +39,7 @@ export const FAST_QUEUE = {
 };
 
 export { call };
+export { waitFor };
 export type { Reply } from './support/api-call';
 
 export function chatJob(content = 'hello') {
@@ -46,20 +48,6 @@ export function chatJob(content = 'hello') {
 
 export function imageJob(prompt = 'a lighthouse') {
   return { type: 'image', request: { model: IMAGE_MODEL, prompt, n: 1 } };
-}
-
-export async function waitFor<T>(
-  probe: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 15_000,
-  what = 'condition',
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 export async function waitForStatus(

@@ -1044,12 +1044,12 @@ function filesIn(dir: string, suffix: string): string[] {
       try {
         const results = await runSection('Database rollback', { DATABASE_URL: scratch });
         expect(outputOf(results, 'migrate:revert --dry')).toContain(
-          'Would revert: BalanceLimit1732300016000',
+          'Would revert: LedgerHoldIds1732300018000',
         );
         expect(results.map((r) => r.stdout).join('')).toContain(
-          'Reverted BalanceLimit1732300016000.',
+          'Reverted LedgerHoldIds1732300018000.',
         );
-        expect(outputOf(results, 'FROM migrations')).not.toContain('BalanceLimit');
+        expect(outputOf(results, 'FROM migrations')).not.toContain('LedgerHoldIds');
         expect(
           filesIn(SANDBOX, '.dump').some((f) => f.startsWith('switchyard-before-revert-')),
         ).toBe(true);
@@ -1268,6 +1268,22 @@ const BALANCE_LIMITS = [
   'user_credits_base_quota_max',
 ];
 
+/**
+ * Whether migration 1732300018000 is in place: the batch function that takes the gateway's hold
+ * ids, and a ledger that accepts `void` rows.
+ */
+async function holdIdsInstalled(url: string): Promise<boolean> {
+  return withClient(url, async (c) => {
+    const { rows } = await c.query<{ functions: number; voids: boolean }>(
+      `SELECT (SELECT count(*)::int FROM pg_proc
+                WHERE proname = 'credits_apply_batch' AND pronargs = 7) AS functions,
+              (SELECT pg_get_constraintdef(oid) LIKE '%void%' FROM pg_constraint
+                WHERE conname = 'credit_ledger_event_type_check') AS voids`,
+    );
+    return rows[0].functions === 1 && rows[0].voids;
+  });
+}
+
 /** Which balance-limit CHECK constraints of migration 1732300016000 the database has. */
 async function balanceLimits(url: string): Promise<string[]> {
   return withClient(url, async (c) => {
@@ -1338,8 +1354,8 @@ describe('migrate:revert', () => {
   it('names the migration with --dry, reverts it, and migrate applies it again', async () => {
     const before = await appliedMigrations(url);
     const last = before[before.length - 1];
-    expect(last).toBe('BalanceLimit1732300016000');
-    expect(await balanceLimits(url)).toEqual(BALANCE_LIMITS);
+    expect(last).toBe('LedgerHoldIds1732300018000');
+    expect(await holdIdsInstalled(url)).toBe(true);
 
     const dry = await cli(['migrate:revert', '--dry'], url);
     expect(dry).toEqual({ code: 0, out: `Would revert: ${last}\n` });
@@ -1349,16 +1365,22 @@ describe('migrate:revert', () => {
     expect(revert.code).toBe(0);
     expect(revert.out).toContain(`Reverted ${last}.`);
     expect(await appliedMigrations(url)).toEqual(before.slice(0, -1));
-    // Its down step ran: the balance limits are gone, nothing else changed.
-    expect(await balanceLimits(url)).toEqual([]);
+    // Its down step ran: the hold-id function and void rows are gone, nothing else changed.
+    expect(await holdIdsInstalled(url)).toBe(false);
+    expect(await balanceLimits(url)).toEqual(BALANCE_LIMITS);
     expect(await ledgerBatchVersion(url)).toBe('ordered');
 
-    // The one before it, whose down step swaps a function and column defaults back.
-    const previous = before[before.length - 2];
+    // The balance limits' migration, then the one before it, whose down step swaps a function
+    // and column defaults back.
+    const limits = before[before.length - 2];
+    expect(limits).toBe('BalanceLimit1732300016000');
+    expect((await cli(['migrate:revert'], url)).out).toContain(`Reverted ${limits}.`);
+    expect(await balanceLimits(url)).toEqual([]);
+    const previous = before[before.length - 3];
     expect(previous).toBe('TimeOrderedIds1732300014000');
     const revertPrevious = await cli(['migrate:revert'], url);
     expect(revertPrevious.out).toContain(`Reverted ${previous}.`);
-    expect(await appliedMigrations(url)).toEqual(before.slice(0, -2));
+    expect(await appliedMigrations(url)).toEqual(before.slice(0, -3));
     // Its down step ran: the function is the one of the migration before, ids random again.
     expect(await ledgerBatchVersion(url)).toBe('rows');
     expect(await idDefaults(url)).toEqual({
@@ -1368,6 +1390,7 @@ describe('migrate:revert', () => {
 
     const pending = (await cli(['migrate', '--dry'], url)).out;
     expect(pending).toContain(previous);
+    expect(pending).toContain(limits);
     expect(pending).toContain(last);
     expect((await cli(['migrate'], url)).code).toBe(0);
     expect(await appliedMigrations(url)).toEqual(before);
@@ -1377,6 +1400,7 @@ describe('migrate:revert', () => {
       request_logs: 'uuid_v7()',
     });
     expect(await balanceLimits(url)).toEqual(BALANCE_LIMITS);
+    expect(await holdIdsInstalled(url)).toBe(true);
   });
 
   it('reverts and migrates on a pool of one connection (DB_POOL_MAX_SIZE=1)', async () => {
@@ -1428,10 +1452,10 @@ describe('migrate:revert', () => {
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
       const reverting = cli(['migrate:revert'], url);
       await someoneWaitsForMigrationLock(url);
-      expect(await balanceLimits(url)).toEqual(BALANCE_LIMITS);
+      expect(await holdIdsInstalled(url)).toBe(true);
       await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
       expect((await reverting).code).toBe(0);
-      expect(await balanceLimits(url)).toEqual([]);
+      expect(await holdIdsInstalled(url)).toBe(false);
 
       // … and so does libs/database's migration runner, on the very same lock id.
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
@@ -1440,10 +1464,10 @@ describe('migrate:revert', () => {
       try {
         const migrating = runMigrationsLocked(dataSource);
         await someoneWaitsForMigrationLock(url);
-        expect(await balanceLimits(url)).toEqual([]);
+        expect(await holdIdsInstalled(url)).toBe(false);
         await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
-        expect((await migrating).map((m) => m.name)).toEqual(['BalanceLimit1732300016000']);
-        expect(await balanceLimits(url)).toEqual(BALANCE_LIMITS);
+        expect((await migrating).map((m) => m.name)).toEqual(['LedgerHoldIds1732300018000']);
+        expect(await holdIdsInstalled(url)).toBe(true);
       } finally {
         await dataSource.destroy();
       }

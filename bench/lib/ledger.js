@@ -4,7 +4,8 @@
  * ledger-id-order.js): a database migrated with our CLI, one account whose balance never runs
  * out, and the pid of the connection's backend, whose CPU those scripts read from /proc. Batches
  * go out as the gateway's own statement, prepared as the gateway prepares it unless the ledger's
- * `prepared` is set to false.
+ * `prepared` is set to false, with hold ids made as the gateway makes them unless its `holdId` is
+ * set to null (the function then makes them).
  */
 const path = require('node:path');
 const { randomUUID } = require('node:crypto');
@@ -12,6 +13,7 @@ const sy = require('./switchyard');
 
 const { Client } = require(path.join(sy.ROOT, 'node_modules/pg'));
 const { APPLY_BATCH } = require(path.join(sy.ROOT, 'dist/libs/credits/src/ledger-batcher'));
+const { uuidV7 } = require(path.join(sy.ROOT, 'dist/libs/observability/src/http-observability'));
 
 /** `prepare(client, userId)` runs once the account exists: swap the function, prefill rows. */
 async function openScratchLedger(adminUrl, tag, prepare = async () => {}) {
@@ -26,7 +28,7 @@ async function openScratchLedger(adminUrl, tag, prepare = async () => {}) {
   ]);
   await prepare(client, user);
   const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
-  return { database, client, user, pid: rows[0].pid, open: [], prepared: true };
+  return { database, client, user, pid: rows[0].pid, open: [], prepared: true, holdId: uuidV7 };
 }
 
 async function closeScratchLedger(adminUrl, ledger) {
@@ -46,6 +48,7 @@ async function applyBatch(ledger, kinds, refs, amounts, requestId = randomUUID) 
       amounts,
       Array.from({ length: n }, () => requestId()),
       Array(n).fill('bench'),
+      kinds.map((kind) => (kind === 'debit' && ledger.holdId ? ledger.holdId() : null)),
     ],
   });
   return rows;

@@ -9,6 +9,7 @@ export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private readonly pairs = new Set<[Socket, Socket]>();
   private frozen = false;
+  private repliesLost = false;
   port = 0;
 
   constructor(
@@ -32,7 +33,10 @@ export class TcpProxy {
       upstream.on('error', cleanup).on('close', cleanup);
       upstream.connect(this.targetPort, this.targetHost, () => {
         this.pairs.add(pair);
-        if (!this.frozen) client.pipe(upstream).pipe(client);
+        if (this.frozen) return;
+        client.pipe(upstream);
+        if (this.repliesLost) upstream.on('data', discard);
+        else upstream.pipe(client);
       });
     });
     await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
@@ -70,10 +74,33 @@ export class TcpProxy {
     for (const [client, upstream] of this.pairs) client.pipe(upstream).pipe(client);
   }
 
+  /**
+   * Relays requests and drops every reply: statements reach the target and run, and their
+   * answers never come back (a partition on the way back, a crash just after a commit).
+   */
+  loseReplies(): void {
+    this.repliesLost = true;
+    for (const [client, upstream] of this.pairs) {
+      upstream.unpipe(client);
+      upstream.on('data', discard);
+    }
+  }
+
+  /** Relays replies again (connections that lost some are out of step; their clients drop them). */
+  keepReplies(): void {
+    this.repliesLost = false;
+    for (const [client, upstream] of this.pairs) {
+      upstream.off('data', discard);
+      upstream.pipe(client);
+    }
+  }
+
   async restore(): Promise<void> {
     await this.start(this.port);
   }
 }
+
+function discard(): void {}
 
 /**
  * A relay started in front of the Postgres server of `databaseUrl`, and that URL through it: a

@@ -1,11 +1,11 @@
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseQueryString } from 'node:querystring';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { Logger } from 'pino';
 import type { AppConfig } from '@app/config';
-import { ApiError, recordUnparsedRequest } from '@app/observability';
+import { ApiError, rawHttpAnswer, recordUnparsedRequest } from '@app/observability';
 
 /**
  * Edge defences that apply to every route: slow-client timeouts, an OpenAI-style answer to
@@ -72,12 +72,7 @@ function refuseUnparsed(logger: Logger) {
             ? [431, 'headers_too_large', 'The request headers are too large']
             : [400, 'malformed_request', 'The HTTP request is malformed'];
       const body = envelope(code, message);
-      socket.write(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
-          'content-type: application/json; charset=utf-8\r\n' +
-          'x-content-type-options: nosniff\r\n' +
-          `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-      );
+      socket.write(rawHttpAnswer(status, body));
       recordUnparsedRequest(logger, {
         status,
         code,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ApiError } from '@app/observability';
+import { ApiError, inputIssueMessage } from '@app/observability';
 
 /**
  * Validates a request body (or query) against a zod schema at the edge. The first problem
@@ -16,5 +16,8 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.ou
   }
   if (param === null && (input === undefined || input === null || typeof input !== 'object'))
     throw ApiError.badRequest('Request body must be a JSON object');
-  throw ApiError.badRequest(param ? `${param}: ${issue.message}` : issue.message, param);
+  const message =
+    inputIssueMessage(issue, input, param) ??
+    (param ? `${param}: ${issue.message}` : issue.message);
+  throw ApiError.badRequest(message, param);
 }

@@ -2,7 +2,7 @@ import { Body, Controller, Get, HttpCode, Inject, Param, Post, UseGuards } from 
 import { z } from 'zod';
 import { AdminGuard, AdminIdentity, AuditService, CurrentAdmin } from '@app/auth';
 import { APP_CONFIG, AppConfig } from '@app/config';
-import { ApiError } from '@app/observability';
+import { ApiError, inputIssueMessage } from '@app/observability';
 import { CircuitBreakerService } from './circuit-breaker.service';
 
 const MAX_FORCE_OPEN_MS = 24 * 3600_000;
@@ -51,12 +51,16 @@ export class CircuitBreakerController {
         'force-open is disabled in production; set ALLOW_FORCE_OPEN=true to allow it',
         'force_open_disabled',
       );
-    const parsed = forceOpenBody.safeParse(body ?? {});
+    const input = body ?? {};
+    const parsed = forceOpenBody.safeParse(input);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
+      const path = issue.path.join('.');
+      // A body-level issue (not an object, an unknown field) keeps the fixed message below.
       throw ApiError.badRequest(
-        `durationMs: expected an integer number of milliseconds between 1 and ${MAX_FORCE_OPEN_MS}`,
-        issue.path.join('.') || 'durationMs',
+        inputIssueMessage(issue, input, path || null) ??
+          `durationMs: expected an integer number of milliseconds between 1 and ${MAX_FORCE_OPEN_MS}`,
+        path || 'durationMs',
       );
     }
     const durationMs = parsed.data.durationMs ?? this.config.breaker.openMs;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ApiError } from '@app/observability';
+import { ApiError, inputIssueMessage } from '@app/observability';
 import { priceSchema } from './pricing-file';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -58,7 +58,10 @@ export function parseDto<S extends z.ZodType>(schema: S, input: unknown): z.outp
     throw ApiError.badRequest(`Unknown field: ${param}`, param);
   }
   const param = issue.path.length > 0 ? issue.path.join('.') : null;
-  throw ApiError.badRequest(param ? `${param}: ${issue.message}` : issue.message, param);
+  const message =
+    inputIssueMessage(issue, input, param) ??
+    (param ? `${param}: ${issue.message}` : issue.message);
+  throw ApiError.badRequest(message, param);
 }
 
 export function requireUserId(value: string, param = 'user_id'): string {

@@ -7,7 +7,8 @@ export const creditsSpent = counter(
 
 /**
  * Why a credit operation failed: insufficient_credits (402), reserve_error, settle_error,
- * refund_error (the database refused or was unreachable).
+ * refund_error (the database refused or was unreachable), hold_in_doubt (a hold was sent and
+ * never answered: it is refunded, or voided, by the retry tick).
  */
 export const creditFailures = counter(
   'gateway_credit_failures_total',

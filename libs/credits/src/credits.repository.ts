@@ -19,6 +19,7 @@ import {
 const LEDGER_COLUMNS =
   'id, user_id, event_type, amount, balance_after, idempotency_key, request_id, description, created_at';
 const IDEMPOTENCY_CONSTRAINT = 'credit_ledger_user_idempotency_key';
+const PRIMARY_KEY = 'credit_ledger_pkey';
 /** Only one replica runs a billing-cycle round at a time (pg_try_advisory_xact_lock). */
 const CYCLE_RESET_LOCK = 727_006;
 const CYCLE_RESET_BATCH = 200;
@@ -36,6 +37,8 @@ interface LedgerRow {
 }
 
 export interface LedgerWriteInput {
+  /** The row's id, when the caller names it (a credit hold: see CreditsService.reserve). */
+  id?: string;
   userId: string;
   amount: number;
   eventType: LedgerEventType;
@@ -83,7 +86,8 @@ export class CreditsRepository {
 
   /**
    * Takes `amount` (> 0) from the balance only if the balance covers it, as one statement.
-   * Returns null when it does not. With an idempotency key already used, returns that row.
+   * Returns null when it does not. With an idempotency key already used, or an `id` an earlier
+   * attempt of the same debit wrote after all, returns that row.
    */
   async debit(input: LedgerWriteInput): Promise<LedgerWrite | null> {
     const key = input.idempotencyKey ?? null;
@@ -94,8 +98,8 @@ export class CreditsRepository {
            WHERE user_id = $1 AND balance >= $2::bigint
            RETURNING balance
          )
-         INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, request_id, description)
-         SELECT $1, $6, -$2::bigint, balance, $3, $4, $5 FROM held
+         INSERT INTO credit_ledger (id, user_id, event_type, amount, balance_after, idempotency_key, request_id, description)
+         SELECT coalesce($7::uuid, uuid_v7()), $1, $6, -$2::bigint, balance, $3, $4, $5 FROM held
          RETURNING ${LEDGER_COLUMNS}`,
         [
           input.userId,
@@ -104,11 +108,20 @@ export class CreditsRepository {
           input.requestId ?? null,
           input.description ?? null,
           input.eventType,
+          input.id ?? null,
         ],
         'credits_debit',
       );
       if (rows.length > 0) return { entry: toEntry(rows[0]), replayed: false };
     } catch (err) {
+      if (input.id !== undefined && isUniqueViolation(err, PRIMARY_KEY)) {
+        // The id is taken: by this debit's earlier attempt, whose reply was lost, or by the void
+        // that settled that attempt's doubt (then this one must not be written at all).
+        const earlier = await this.findEntry(input.id);
+        if (earlier?.eventType === input.eventType && earlier.userId === input.userId)
+          return { entry: earlier, replayed: true };
+        throw err;
+      }
       if (key === null || !isUniqueViolation(err, IDEMPOTENCY_CONSTRAINT)) throw err;
     }
     if (key === null) return null;
@@ -221,6 +234,32 @@ export class CreditsRepository {
       if (!closed) throw err;
       return { entry: closed, reserved, replayed: true };
     }
+  }
+
+  /**
+   * Settles a credit hold whose write is in doubt (sent, never answered): refunds debit `holdId`
+   * if it was written; if not, writes a `void` row (amount 0) under its id, so that the hold, if
+   * it is still on its way, fails on the primary key instead of taking credits. Whichever of the
+   * two commits first wins. 'voided' also when an earlier call voided it; undefined when the user
+   * has no account (no hold of theirs can ever be written).
+   */
+  async settleHoldInDoubt(
+    hold: { id: string; userId: string; requestId: string | null },
+    description: string,
+  ): Promise<'voided' | ClosedReservation | undefined> {
+    const voided = await this.db.query(
+      `WITH acct AS (SELECT balance FROM user_credits WHERE user_id = $2 FOR UPDATE)
+       INSERT INTO credit_ledger (id, user_id, event_type, amount, balance_after, request_id, description)
+       SELECT $1, $2, 'void', 0, balance, $3, $4 FROM acct
+       ON CONFLICT (id) DO NOTHING
+       RETURNING id`,
+      [hold.id, hold.userId, hold.requestId, description],
+      'credits_void',
+    );
+    if (voided.length > 0) return 'voided';
+    const closed = await this.closeReservation(hold.id, null, hold.requestId, description);
+    if (closed) return closed;
+    return (await this.findEntry(hold.id))?.eventType === 'void' ? 'voided' : undefined;
   }
 
   async findByKey(

@@ -7,14 +7,14 @@ import { Client } from 'pg';
 import pino from 'pino';
 import { register } from 'prom-client';
 import { AppConfig, loadConfig } from '@app/config';
-import { DatabaseService } from '@app/database';
-import { ApiError } from '@app/observability';
+import { databaseUnanswered, DatabaseService } from '@app/database';
+import { ApiError, uuidV7 } from '@app/observability';
 import { RedisService } from '@app/redis';
 import { testEnv, withDatabase } from '../../../test/support/test-env';
 import { CreditsRepository } from './credits.repository';
 import { CreditsService } from './credits.service';
-import { APPLY_BATCH, LedgerBatcher } from './ledger-batcher';
-import { Reservation } from './credits.types';
+import { APPLY_BATCH, BatchOp, BatchResult, LedgerBatcher } from './ledger-batcher';
+import { LedgerWrite, Reservation } from './credits.types';
 import { PricingRepository } from './pricing.repository';
 import { PricingService } from './pricing.service';
 
@@ -86,7 +86,7 @@ async function setup() {
     await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await a.end();
   };
-  return { credits, pricing, repository, pg, newUser, books, close, config, logger, redis };
+  return { credits, pricing, repository, db, pg, newUser, books, close, config, logger, redis };
 }
 
 type Ctx = Awaited<ReturnType<typeof setup>>;
@@ -704,5 +704,151 @@ describe('CreditsService against Postgres', () => {
     expect(audit.balance_mismatches).toEqual([]);
     expect(audit.negative_balances).toEqual([]);
     expect(audit.duplicate_idempotency_keys).toEqual([]);
+  });
+});
+
+/**
+ * A hold whose statement was sent and never answered (a crash, a freeze, a partition at that
+ * instant) may or may not have been written. These lose the reply on purpose, after or instead
+ * of the real write, and check that the credits come back without an operator and are never
+ * taken twice.
+ */
+describe('credit holds whose write is in doubt', () => {
+  let ctx: Ctx;
+  beforeAll(async () => {
+    ctx = await setup();
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  type Write = 'written' | 'lost';
+  /** A batcher whose every reply is lost: the batch is first written, or not, as told. */
+  class ReplyLosingBatcher extends LedgerBatcher {
+    constructor(private readonly outcome: Write) {
+      super(ctx.db);
+    }
+    override async apply(op: BatchOp): Promise<BatchResult> {
+      if (this.outcome === 'written') await super.apply(op);
+      throw databaseUnanswered();
+    }
+  }
+  /** A repository whose debits get no reply (and are not written): the database froze. */
+  class FrozenDebits extends CreditsRepository {
+    override debit(): Promise<LedgerWrite | null> {
+      return Promise.reject(databaseUnanswered());
+    }
+  }
+
+  function creditsWith(batcher: LedgerBatcher, repository = ctx.repository): CreditsService {
+    return new CreditsService(ctx.config, ctx.logger, repository, ctx.pricing, batcher, ctx.redis);
+  }
+  const pendingOf = (credits: CreditsService) =>
+    (credits as unknown as { pendingCloses: Map<string, { inDoubt?: boolean }> }).pendingCloses;
+  const retryTick = (credits: CreditsService) =>
+    (credits as unknown as { retryPendingCloses(): Promise<void> }).retryPendingCloses();
+  const rowsOf = async (userId: string) =>
+    (
+      await ctx.pg.query<{ id: string; event_type: string; amount: string; key: string | null }>(
+        `SELECT id, event_type, amount, idempotency_key AS key FROM credit_ledger
+          WHERE user_id = $1 ORDER BY created_at, id`,
+        [userId],
+      )
+    ).rows.map((r) => ({ id: r.id, type: r.event_type, amount: Number(r.amount), key: r.key }));
+
+  it('takes a hold once when its batch was written but the reply lost: the retry finds it', async () => {
+    const user = await ctx.newUser(100);
+    const credits = creditsWith(new ReplyLosingBatcher('written'));
+    const hold = await credits.reserve({ userId: user, amount: 30, requestId: 'lost-reply' });
+    expect(hold.balance).toBe(70);
+    expect(pendingOf(credits).size).toBe(0);
+    const rows = await rowsOf(user);
+    expect(rows.map((r) => r.type)).toEqual(['grant', 'debit']);
+    expect(rows[1].id).toBe(hold.id);
+    await credits.settle(hold, 10);
+    expect(await ctx.books(user)).toEqual({ balance: 90, sum: 90, rows: 3 });
+  });
+
+  it('refunds a hold that was written when neither attempt was answered', async () => {
+    const user = await ctx.newUser(100);
+    const credits = creditsWith(new ReplyLosingBatcher('written'), new FrozenDebits(ctx.db));
+    const failed = await apiError(credits.reserve({ userId: user, amount: 30 }));
+    expect(failed.status).toBe(503);
+    expect(await ctx.books(user)).toEqual({ balance: 70, sum: 70, rows: 2 });
+    const [[id, pending]] = [...pendingOf(credits)];
+    expect(pending.inDoubt).toBe(true);
+
+    await retryTick(credits);
+    expect(pendingOf(credits).size).toBe(0);
+    expect(await ctx.books(user)).toEqual({ balance: 100, sum: 100, rows: 3 });
+    expect((await rowsOf(user)).slice(1)).toEqual([
+      { id, type: 'debit', amount: -30, key: null },
+      expect.objectContaining({ type: 'refund', amount: 30, key: `close:${id}` }),
+    ]);
+  });
+
+  it('voids a hold that was never written, so that it can no longer be written late', async () => {
+    const user = await ctx.newUser(100);
+    const credits = creditsWith(new ReplyLosingBatcher('lost'), new FrozenDebits(ctx.db));
+    expect((await apiError(credits.reserve({ userId: user, amount: 30 }))).status).toBe(503);
+    const [[id]] = [...pendingOf(credits)];
+    await retryTick(credits);
+    expect(pendingOf(credits).size).toBe(0);
+    expect((await rowsOf(user)).slice(1)).toEqual([{ id, type: 'void', amount: 0, key: null }]);
+
+    // The hold arrives after all (a statement held in a frozen server): refused on both paths.
+    const late = {
+      kind: 'debit' as const,
+      id,
+      userId: user,
+      amount: 30,
+      requestId: null,
+      description: 'late',
+    };
+    await expect(new LedgerBatcher(ctx.db).apply(late)).rejects.toThrow();
+    await expect(ctx.repository.debit({ ...late, eventType: 'debit' })).rejects.toThrow();
+    // Settling the doubt again changes nothing.
+    expect(
+      await ctx.repository.settleHoldInDoubt({ id, userId: user, requestId: null }, 'again'),
+    ).toBe('voided');
+    expect(await ctx.books(user)).toEqual({ balance: 100, sum: 100, rows: 2 });
+  });
+
+  it('refunds a hold refused for the balance after an unanswered attempt that took it', async () => {
+    const user = await ctx.newUser(100);
+    const credits = creditsWith(new ReplyLosingBatcher('written'));
+    // The first attempt took 80; the retry with the same id finds 20 left and is refused.
+    expect((await apiError(credits.reserve({ userId: user, amount: 80 }))).status).toBe(402);
+    expect(await ctx.books(user)).toEqual({ balance: 20, sum: 20, rows: 2 });
+    await retryTick(credits);
+    expect(await ctx.books(user)).toEqual({ balance: 100, sum: 100, rows: 3 });
+  });
+
+  it('lets exactly one of a late hold and its void win when they race', async () => {
+    const user = await ctx.newUser(10_000);
+    const db = ctx.db;
+    const batcher = new LedgerBatcher(db);
+    const ids = Array.from({ length: 40 }, () => uuidV7());
+    await Promise.allSettled(
+      ids.flatMap((id, i) => [
+        i % 2 === 0
+          ? batcher.apply({
+              kind: 'debit',
+              id,
+              userId: user,
+              amount: 10,
+              requestId: null,
+              description: 'late',
+            })
+          : ctx.repository.debit({ id, userId: user, amount: 10, eventType: 'debit' }),
+        ctx.repository.settleHoldInDoubt({ id, userId: user, requestId: null }, 'doubt'),
+      ]),
+    );
+    const rows = await rowsOf(user);
+    for (const id of ids) {
+      const own = rows.filter((r) => r.id === id || r.key === `close:${id}`).map((r) => r.type);
+      expect([['void'], ['debit', 'refund']]).toContainEqual(own);
+    }
+    expect(await ctx.books(user)).toMatchObject({ balance: 10_000, sum: 10_000 });
   });
 });

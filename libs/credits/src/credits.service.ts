@@ -8,7 +8,8 @@ import {
 import type { Logger } from 'pino';
 import { INITIAL_GRANT_KEY } from '@app/auth';
 import { APP_CONFIG, AppConfig } from '@app/config';
-import { ApiError, LOGGER } from '@app/observability';
+import { isUnanswered } from '@app/database';
+import { ApiError, LOGGER, uuidV7 } from '@app/observability';
 import { RedisService } from '@app/redis';
 import {
   idempotencyConflict,
@@ -63,6 +64,8 @@ interface PendingClose {
   reservation: Reservation;
   actual: number | null;
   description: string;
+  /** A hold sent and never answered: refund it if it was written, void it if not. */
+  inDoubt?: boolean;
 }
 
 class ReservationNotFound extends Error {
@@ -143,6 +146,7 @@ export class CreditsService
           held: pending.reservation.amount,
           close: pending.actual === null ? 'refund' : 'settle',
           actual: pending.actual,
+          in_doubt: pending.inDoubt === true,
         },
         parked
           ? 'credit close not written before shutdown; parked in Redis for another replica'
@@ -212,33 +216,89 @@ export class CreditsService
     this.recentBalances.set(userId, { balance, at: Date.now() });
   }
 
-  /** A keyed hold goes alone (its replay logic is per row); the rest share a group commit. */
+  /**
+   * A keyed hold goes alone (its replay logic is per row); the rest share a group commit. The
+   * hold's ledger id is named here, before it is sent: when a statement is sent and its reply
+   * never comes, the hold may or may not have been written. The retry on its own then carries
+   * the same id (an earlier write is found, not doubled), and when that does not settle the
+   * doubt either, the hold is left to the retry tick (holdInDoubt).
+   */
   private async debitForReserve(
     input: ReserveInput,
     requestId: string | null,
   ): Promise<LedgerWrite | null> {
     const description = input.description ?? 'Reservation';
+    const id = uuidV7();
+    let unanswered = false;
     if (!input.idempotencyKey) {
       const batched = await this.batcher
         .apply({
           kind: 'debit',
+          id,
           userId: input.userId,
           amount: input.amount,
           requestId,
           description,
         })
-        .catch(() => undefined); // the statement failed as a whole: try this one on its own
+        .catch((err: unknown) => {
+          unanswered = isUnanswered(err);
+          return undefined; // the statement failed as a whole: try this one on its own
+        });
       if (batched?.status === 'insufficient') return null;
       if (batched?.status === 'ok') return { entry: batched.entry, replayed: false };
     }
-    return this.repository.debit({
-      userId: input.userId,
-      amount: input.amount,
-      eventType: 'debit',
-      idempotencyKey: input.idempotencyKey ? `${RESERVE_KEY_PREFIX}${input.idempotencyKey}` : null,
-      requestId,
-      description,
+    const hold = { id, userId: input.userId, amount: input.amount, requestId, balance: null };
+    let write: LedgerWrite | null;
+    try {
+      write = await this.repository.debit({
+        id,
+        userId: input.userId,
+        amount: input.amount,
+        eventType: 'debit',
+        idempotencyKey: input.idempotencyKey
+          ? `${RESERVE_KEY_PREFIX}${input.idempotencyKey}`
+          : null,
+        requestId,
+        description,
+      });
+    } catch (err) {
+      if (unanswered || isUnanswered(err)) this.holdInDoubt(hold);
+      throw err;
+    }
+    // Refused for the balance while the first attempt is unaccounted for: that attempt may be
+    // what took the balance.
+    if (write === null && unanswered) this.holdInDoubt(hold);
+    return write;
+  }
+
+  /**
+   * A hold whose write is in doubt: the request fails, and the retry tick refunds the hold if it
+   * was written or voids its id if not (CreditsRepository.settleHoldInDoubt), so the credits
+   * come back without an operator.
+   */
+  private holdInDoubt(hold: Reservation & { id: string }): void {
+    creditFailures.inc({ reason: 'hold_in_doubt' });
+    this.logger.error(
+      {
+        reservation_id: hold.id,
+        request_id: hold.requestId,
+        user_id: hold.userId,
+        held: hold.amount,
+      },
+      'credit hold sent and not answered; it will be refunded if it was written, voided if not',
+    );
+    this.owe({
+      reservation: hold,
+      actual: null,
+      description: 'Refund: hold in doubt (its write was not answered)',
+      inDoubt: true,
     });
+  }
+
+  /** Puts a close on the list the retry tick works through (bounded: an outage is not a leak). */
+  private owe(close: PendingClose): void {
+    if (this.pendingCloses.size < MAX_PENDING_CLOSES)
+      this.pendingCloses.set(close.reservation.id!, close);
   }
 
   /** Reserves the maximum price of a chat or image request for `model` (free models: nothing). */
@@ -344,8 +404,7 @@ export class CreditsService
         },
         `credit ${actual === null ? 'refund' : 'settle'} failed; will retry`,
       );
-      if (this.pendingCloses.size < MAX_PENDING_CLOSES)
-        this.pendingCloses.set(reservation.id, { reservation, actual, description });
+      this.owe({ reservation, actual, description });
       return null;
     }
   }
@@ -408,14 +467,34 @@ export class CreditsService
   private async retryPendingCloses(): Promise<void> {
     for (const [id, pending] of [...this.pendingCloses]) {
       try {
-        await this.closeNow(pending.reservation, pending.actual, pending.description);
-        this.pendingCloses.delete(id);
+        await this.writeClose(pending);
         this.logger.info({ reservation_id: id }, 'credit close retried successfully');
-      } catch {
-        return; // still failing: try again on the next tick
+      } catch (err) {
+        if (!(err instanceof ReservationNotFound)) return; // still failing: next tick
+        this.logger.error({ reservation_id: id }, 'credit close dropped: no such reservation');
       }
+      this.pendingCloses.delete(id);
     }
     await this.retryParkedCloses();
+  }
+
+  private async writeClose(pending: PendingClose): Promise<void> {
+    const { reservation, actual, description } = pending;
+    if (!pending.inDoubt) {
+      await this.closeNow(reservation, actual, description);
+      return;
+    }
+    const outcome = await this.repository.settleHoldInDoubt(
+      { id: reservation.id!, userId: reservation.userId, requestId: reservation.requestId },
+      description,
+    );
+    if (outcome === undefined) throw new ReservationNotFound(reservation.id!);
+    this.logger.info(
+      { reservation_id: reservation.id, request_id: reservation.requestId },
+      outcome === 'voided'
+        ? 'credit hold in doubt had not been written; its id is void'
+        : 'credit hold in doubt had been written; refunded',
+    );
   }
 
   /** Closes another replica parked at its shutdown; closes are idempotent, so two may race. */
@@ -426,8 +505,7 @@ export class CreditsService
     );
     for (const [id, json] of Object.entries(parked)) {
       try {
-        const pending = JSON.parse(json) as PendingClose;
-        await this.closeNow(pending.reservation, pending.actual, pending.description);
+        await this.writeClose(JSON.parse(json) as PendingClose);
         this.logger.info({ reservation_id: id }, 'parked credit close written');
       } catch (err) {
         // Only an outage is worth another try; a bad entry or a missing debit never will be.

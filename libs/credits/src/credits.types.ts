@@ -1,5 +1,6 @@
+/** `void`: a credit hold in doubt that was never written (amount 0; see settleHoldInDoubt). */
 export type LedgerEventType =
-  'grant' | 'debit' | 'refund' | 'settle' | 'admin_adjustment' | 'cycle_reset';
+  'grant' | 'debit' | 'refund' | 'settle' | 'admin_adjustment' | 'cycle_reset' | 'void';
 
 /** One row of credit_ledger; amounts are signed (a debit is negative). */
 export interface LedgerEntry {

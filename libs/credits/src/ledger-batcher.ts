@@ -22,7 +22,7 @@ const PATIENT_MS = 5;
 /** Every batch runs this one statement, so each connection prepares it once. */
 export const APPLY_BATCH: PreparedStatement = {
   name: 'credits_apply_batch',
-  text: `SELECT * FROM credits_apply_batch($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[])`,
+  text: `SELECT * FROM credits_apply_batch($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::uuid[])`,
 };
 
 export const creditBatchSize = histogram(
@@ -34,6 +34,8 @@ export const creditBatchSize = histogram(
 
 export interface BatchDebit {
   kind: 'debit';
+  /** The ledger id the debit gets: named by the gateway, so a write in doubt can be found. */
+  id: string;
   userId: string;
   amount: number;
   requestId: string | null;
@@ -150,6 +152,7 @@ export class LedgerBatcher {
           batch.map((p) => (p.op.kind === 'debit' ? p.op.amount : p.op.actual)),
           batch.map((p) => p.op.requestId),
           batch.map((p) => p.op.description),
+          batch.map((p) => (p.op.kind === 'debit' ? p.op.id : null)),
         ],
         'credits_batch',
       );

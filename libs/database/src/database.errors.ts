@@ -1,32 +1,70 @@
 import { ApiError } from '@app/observability';
 
-const CONNECTION_ERROR_CODES = new Set([
+/**
+ * Connection failures, by whether a statement can have run: `not_sent` when no connection could
+ * be made, `lost` when the connection broke (or its reply did not come in time) with a statement
+ * out, which the server may have run and committed unseen.
+ */
+type ConnectionFailure = 'not_sent' | 'lost';
+
+const NOT_SENT_CODES = new Set([
   'ECONNREFUSED',
+  'ENOTFOUND',
+  '57P03', // cannot_connect_now
+  '08001', // sqlclient_unable_to_establish_sqlconnection
+  '08004', // sqlserver_rejected_establishment_of_sqlconnection
+]);
+const LOST_CODES = new Set([
   'ECONNRESET',
   'ETIMEDOUT',
   'EPIPE',
-  'ENOTFOUND',
   '57P01', // admin_shutdown
   '57P02', // crash_shutdown
-  '57P03', // cannot_connect_now
   '08000',
   '08003',
   '08006',
-  '08001',
-  '08004',
 ]);
+const NOT_SENT_MESSAGE =
+  /timeout exceeded when trying to connect|connect ECONNREFUSED|Cannot use a pool after calling end|Connection is not established|the database system is (starting up|shutting down)/i;
+// "Query read timeout": no reply within query_timeout (a frozen server or a partition); the
+// connection still waits for that reply, so it is as good as broken.
+const LOST_MESSAGE =
+  /Connection terminated|Query read timeout|Client has encountered a connection error/i;
+
+function connectionFailure(error: unknown): ConnectionFailure | null {
+  const e = error as { code?: string; message?: string } | undefined;
+  if (!e) return null;
+  if (e.code && NOT_SENT_CODES.has(e.code)) return 'not_sent';
+  if (e.code && LOST_CODES.has(e.code)) return 'lost';
+  const message = e.message ?? '';
+  if (NOT_SENT_MESSAGE.test(message)) return 'not_sent';
+  return LOST_MESSAGE.test(message) ? 'lost' : null;
+}
 
 /** True when the error means "the database is not reachable", not "the query was wrong". */
 export function isConnectionError(error: unknown): boolean {
-  const e = error as { code?: string; message?: string } | undefined;
-  if (!e) return false;
-  if (e.code && CONNECTION_ERROR_CODES.has(e.code)) return true;
-  const message = e.message ?? '';
-  // "Query read timeout": no reply within query_timeout (a frozen server or a partition); the
-  // connection still waits for that reply, so it is as good as broken.
-  return /Connection terminated|timeout exceeded when trying to connect|Query read timeout|connect ECONNREFUSED|Client has encountered a connection error|the database system is (starting up|shutting down)|Cannot use a pool after calling end|Connection is not established/i.test(
-    message,
-  );
+  return connectionFailure(error) !== null;
+}
+
+/** A connection failure after which the statement may have committed, unseen. */
+export function mayHaveRun(error: unknown): boolean {
+  return connectionFailure(error) === 'lost';
+}
+
+const unanswered = new WeakSet<object>();
+
+/**
+ * The 503 of a statement that was sent and never answered. A caller whose write must not be lost
+ * or doubled (a credit hold) asks `isUnanswered` and settles the doubt later.
+ */
+export function databaseUnanswered(): ApiError {
+  const error = databaseUnavailable();
+  unanswered.add(error);
+  return error;
+}
+
+export function isUnanswered(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && unanswered.has(error);
 }
 
 export function databaseUnavailable(): ApiError {

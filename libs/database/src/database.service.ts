@@ -7,7 +7,9 @@ import { LOGGER } from '@app/observability';
 import { MIGRATIONS } from '../../../migrations';
 import {
   databaseUnavailable,
+  databaseUnanswered,
   isConnectionError,
+  mayHaveRun,
   isRefusedValue,
   refusedValue,
 } from './database.errors';
@@ -339,7 +341,7 @@ export class DatabaseService implements OnApplicationShutdown {
       // One dead pooled connection (a terminated backend) is not an outage: a probe decides
       // at once whether to fail fast, instead of refusing everything until the next tick.
       void this.recheck();
-      return databaseUnavailable();
+      return mayHaveRun(err) ? databaseUnanswered() : databaseUnavailable();
     }
     // TypeORM copies the bound parameters onto its error; they can hold key hashes or
     // credentials, and the error may be logged.

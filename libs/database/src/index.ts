@@ -8,7 +8,12 @@ export {
   runMigrationsLocked,
 } from './database.service';
 export type { PreparedStatement, Queryable } from './database.service';
-export { isConnectionError, databaseUnavailable } from './database.errors';
+export {
+  databaseUnanswered,
+  databaseUnavailable,
+  isConnectionError,
+  isUnanswered,
+} from './database.errors';
 export { EmbeddedPostgres } from './embedded-postgres';
 export { RequestLogWriter } from './request-log.writer';
 export type { RequestLogEntry } from './request-log.types';

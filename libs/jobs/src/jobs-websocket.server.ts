@@ -13,7 +13,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { ApiKeyAuthService } from '@app/auth';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LifecycleService } from '@app/health';
-import { ApiError, LOGGER } from '@app/observability';
+import { ApiError, LOGGER, rawHttpAnswer, requestIdFrom, toEnvelope } from '@app/observability';
 import { isUuid } from './job-cursor';
 import { JobEvents } from './job-events.service';
 import { wsConnections } from './jobs.metrics';
@@ -86,6 +86,16 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
     if (!adapter || !this.config.backgroundTasks) return;
     const server = adapter.getHttpServer() as Server;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+    // With a listener here ws hands us what it refuses instead of answering in plain text.
+    // handshakeError() has caught the rest already, so this sees only a malformed
+    // Sec-WebSocket-Protocol.
+    this.wss.on('wsClientError', (err, socket, request) =>
+      this.refuseHandshake(
+        request,
+        socket,
+        ApiError.badRequest(err.message, null, 'invalid_websocket_handshake'),
+      ),
+    );
     server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.onUpgrade(server, request, socket, head),
     );
@@ -123,13 +133,36 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
     head: Buffer,
     url: URL,
   ): void {
-    if (this.lifecycle.isShuttingDown) {
-      socket.end(
-        'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
-      );
+    const refusal = this.lifecycle.isShuttingDown
+      ? ApiError.unavailable('The server is shutting down; connect again')
+      : handshakeError(request);
+    if (refusal) {
+      this.refuseHandshake(request, socket, refusal);
       return;
     }
     wss.handleUpgrade(request, socket, head, (ws) => this.onConnection(ws, request, url));
+  }
+
+  /**
+   * Answers a handshake that cannot become a WebSocket in the error envelope, like any other
+   * failed request, and closes the connection. Fastify never sees upgrade requests, so the
+   * request id and the log line are made here.
+   */
+  private refuseHandshake(request: IncomingMessage, socket: Duplex, error: ApiError): void {
+    const requestId = requestIdFrom(request.headers);
+    const { status, body, headers } = toEnvelope(error);
+    body.error.request_id = requestId;
+    // Node stops watching a socket it hands to 'upgrade': an error nobody hears (a client reset)
+    // would crash the process, and a client that never hangs up would hold the socket for ever.
+    socket.on('error', () => socket.destroy());
+    socket.once('finish', () => socket.destroy());
+    socket.end(
+      rawHttpAnswer(status, JSON.stringify(body), { ...headers, 'x-request-id': requestId }),
+    );
+    this.logger.info(
+      { request_id: requestId, status, code: error.code },
+      'WebSocket handshake refused',
+    );
   }
 
   private onConnection(ws: WebSocket, request: IncomingMessage, url: URL): void {
@@ -348,6 +381,42 @@ function webSocketUrl(request: IncomingMessage): URL | null {
     return null; // a target no URL parser accepts: the HTTP path answers it with its 400
   }
   return url.pathname === WS_PATH ? url : null;
+}
+
+/** ws's rule for Sec-WebSocket-Key: a 16-byte nonce in base64. */
+const WS_KEY = /^[+/0-9A-Za-z]{22}==$/;
+
+/**
+ * What ws's handleUpgrade refuses (node_modules/ws/lib/websocket-server.js), checked before it so
+ * the client gets the envelope with the right status: ws's wsClientError hook tells only a
+ * message. The Upgrade header was checked by webSocketUrl().
+ */
+function handshakeError(request: IncomingMessage): ApiError | null {
+  if (request.method !== 'GET') {
+    const message = 'A WebSocket handshake must be a GET request';
+    return new ApiError(405, 'invalid_request_error', 'method_not_allowed', message, null, {
+      allow: 'GET',
+    });
+  }
+  const key = request.headers['sec-websocket-key'];
+  if (key === undefined || !WS_KEY.test(key)) {
+    const message = 'Sec-WebSocket-Key must be a 16-byte nonce in base64';
+    return ApiError.badRequest(message, 'sec-websocket-key', 'invalid_websocket_key');
+  }
+  const version = Number(request.headers['sec-websocket-version']);
+  if (version !== 13 && version !== 8) {
+    // RFC 6455 §4.4: 426 and the versions we speak (ws itself answers 400 with the same header).
+    const message = 'Sec-WebSocket-Version must be 13';
+    return new ApiError(
+      426,
+      'invalid_request_error',
+      'unsupported_websocket_version',
+      message,
+      'sec-websocket-version',
+      { 'sec-websocket-version': '13, 8' },
+    );
+  }
+  return null;
 }
 
 /** Headers that ask for a protocol switch; a request handed back to HTTP goes without them. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ApiError } from '@app/observability';
+import { ApiError, inputIssueMessage } from '@app/observability';
 import { JOB_STATUSES, JOB_TYPES, JobStatus, JobType } from './jobs.types';
 
 export interface SubmitJobInput {
@@ -15,13 +15,15 @@ const submitSchema = z.strictObject({
 
 /** POST /v1/generations body: `{type, request}`; request.model is required. Anything else is a 400. */
 export function parseSubmit(body: unknown): SubmitJobInput {
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw ApiError.badRequest('The request body must be a JSON object', null);
   const parsed = submitSchema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     if (issue.code === 'unrecognized_keys')
       throw ApiError.badRequest(`Unknown field: ${issue.keys[0]}`, issue.keys[0]);
     const param = issue.path.length > 0 ? issue.path.join('.') : null;
-    throw ApiError.badRequest(issue.message, param);
+    throw ApiError.badRequest(inputIssueMessage(issue, body, param) ?? issue.message, param);
   }
   const { type, request } = parsed.data;
   if (typeof request.model !== 'string' || request.model.length === 0)

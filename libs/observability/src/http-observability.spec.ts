@@ -5,7 +5,7 @@ import {
   CompletedRequest,
   installHttpObservability,
   requestIdFrom,
-  timeOrderedRequestId,
+  uuidV7,
 } from './http-observability';
 import { createLogger } from './logger';
 import { annotateRequest } from './request-annotations';
@@ -51,12 +51,12 @@ describe('request ids the gateway makes', () => {
 
   it('are UUIDv7 carrying the time, and sort as text in the order they were made', () => {
     const at = Date.UTC(2026, 10, 23, 12, 0, 0, 123);
-    const id = timeOrderedRequestId(at);
+    const id = uuidV7(at);
     expect(id).toMatch(V7);
     expect(parseInt(id.replace(/-/g, '').slice(0, 12), 16)).toBe(at);
-    const later = [1, 2, 1000, 86_400_000].map((ms) => timeOrderedRequestId(at + ms));
+    const later = [1, 2, 1000, 86_400_000].map((ms) => uuidV7(at + ms));
     expect([id, ...later].sort()).toEqual([id, ...later]);
-    const many = new Set(Array.from({ length: 1000 }, () => timeOrderedRequestId(at)));
+    const many = new Set(Array.from({ length: 1000 }, () => uuidV7(at)));
     expect(many.size).toBe(1000);
   });
 

@@ -55,10 +55,11 @@ const QUIET_ROUTES = new Set([
 
 /**
  * A UUIDv7 (RFC 9562) as text: the time in ms in its first 48 bits, then the version and
- * randomUUID()'s random bits. Its text sorts by creation time, so the ledger's request_id index
- * is appended to rather than written all over (docs/performance.md item 21).
+ * randomUUID()'s random bits. Its text sorts by creation time, so an index of such ids (request
+ * ids, credit holds' ledger ids) is appended to rather than written all over
+ * (docs/performance.md item 21).
  */
-export function timeOrderedRequestId(now = Date.now()): string {
+export function uuidV7(now = Date.now()): string {
   const ms = now.toString(16).padStart(12, '0');
   // randomUUID(): xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx; keep what follows the version digit.
   return `${ms.slice(0, 8)}-${ms.slice(8)}-7${randomUUID().slice(15)}`;
@@ -74,7 +75,7 @@ export function requestIdFrom(headers: Record<string, string | string[] | undefi
     if (typeof value === 'string' && REQUEST_ID_PATTERN.test(value) && !isKeyShapedId(value))
       return value;
   }
-  return timeOrderedRequestId();
+  return uuidV7();
 }
 
 /**

@@ -1,12 +1,16 @@
 export { ApiError } from './api-error';
 export type { ApiErrorType } from './api-error';
+export { inputIssueMessage } from './input-issue-message';
+export type { InputIssueOptions } from './input-issue-message';
 export { ApiExceptionFilter, toEnvelope } from './api-exception.filter';
+export { rawHttpAnswer } from './raw-http-answer';
 export { createLogger, scrubSecrets, redactLogFields } from './logger';
 export { PinoNestLogger } from './nest-logger';
 export {
   installHttpObservability,
   recordUnparsedRequest,
   requestIdFrom,
+  uuidV7,
 } from './http-observability';
 export type { CompletedRequest, UnparsedRequest } from './http-observability';
 export { annotateRequest, requestAnnotations } from './request-annotations';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ApiError } from '@app/observability';
+import { ApiError, inputIssueMessage } from '@app/observability';
 import type { AddSessionInput } from './sessions.service';
 
 const MAX_CREDENTIAL_LENGTH = 8192;
@@ -36,9 +36,11 @@ const schema = z.object({
       message: `metadata must be at most ${MAX_METADATA_BYTES} bytes of JSON`,
     }),
   // The format /admin/keys takes (libs/auth admin-keys.controller): a real calendar date-time
-  // with Z or an offset. Date.parse would take "1" (2001) or roll 02-30 over to March.
+  // with Z or an offset. Date.parse would take "1" (2001) or roll 02-30 over to March. Like a
+  // key's, it must be in the future: a session stored already expired would never be used.
   expires_at: z.iso
     .datetime({ offset: true, message: 'expires_at must be an ISO 8601 date-time' })
+    .refine((v) => Date.parse(v) > Date.now(), 'expires_at must be in the future')
     .nullable()
     .optional(),
 });
@@ -49,7 +51,8 @@ export function parseAddSession(body: unknown): AddSessionInput {
   const parsed = schema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw ApiError.badRequest(issue.message, issue.path.map(String).join('.') || null);
+    const param = issue.path.map(String).join('.') || null;
+    throw ApiError.badRequest(inputIssueMessage(issue, body, param) ?? issue.message, param);
   }
   const v = parsed.data;
   return {

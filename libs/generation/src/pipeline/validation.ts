@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ApiError } from '@app/observability';
+import { ApiError, inputIssueMessage } from '@app/observability';
 
 /** `messages[0].content` style path, as OpenAI names parameters. */
 function paramOf(path: PropertyKey[]): string | null {
@@ -7,43 +7,6 @@ function paramOf(path: PropertyKey[]): string | null {
   return path
     .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
     .join('');
-}
-
-/**
- * Whether the body carries a value at `path`. zod 4 leaves `issue.input` unset, so the body
- * itself tells an absent field ("is required") from one of the wrong type (`null` included).
- */
-function isPresent(body: unknown, path: PropertyKey[]): boolean {
-  let value = body;
-  for (const key of path) {
-    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, key)) return false;
-    value = (value as Record<PropertyKey, unknown>)[key];
-  }
-  return value !== undefined;
-}
-
-/** zod's type names in words: `int` → `an integer`. */
-const TYPE_WORDS: Record<string, string> = {
-  int: 'an integer',
-  array: 'an array',
-  object: 'an object',
-  record: 'an object',
-};
-const typeWords = (type: string) => TYPE_WORDS[type] ?? `a ${type}`;
-
-/**
- * `expected a number` for a value of the wrong JSON type; for a union of plain types
- * (`stop`, message `content`), every type it takes: `expected a string or an array`.
- */
-function typeMismatch(issue: z.core.$ZodIssue): string | null {
-  if (issue.code === 'invalid_type') return `expected ${typeWords(issue.expected)}`;
-  if (issue.code !== 'invalid_union' || issue.errors.length === 0) return null;
-  const types = new Set<string>();
-  for (const [first, ...rest] of issue.errors) {
-    if (rest.length > 0 || first?.code !== 'invalid_type' || first.path.length > 0) return null;
-    types.add(typeWords(first.expected));
-  }
-  return `expected ${[...types].join(' or ')}`;
 }
 
 /** Validates a request body once, at the edge; bad input is a 400 naming the parameter. */
@@ -59,9 +22,11 @@ export function parseBody<T extends z.ZodTypeAny>(schema: T, body: unknown): z.i
     throw ApiError.badRequest(`Unrecognized request argument supplied: ${where}`, where);
   }
   const param = paramOf(issue.path);
-  const missing =
-    (issue.code === 'invalid_type' || issue.code === 'invalid_union') &&
-    !isPresent(body, issue.path);
-  const message = missing ? 'is required' : (typeMismatch(issue) ?? issue.message);
-  throw ApiError.badRequest(param ? `${param}: ${message}` : message, param);
+  // The chat message union's "role must be one of …" is also zod's message for a message that
+  // is not an object: a wrong type is worded by type here, whatever the schema says.
+  const worded = inputIssueMessage(issue, body, param, { overrideSchemaMessages: true });
+  throw ApiError.badRequest(
+    worded ?? (param ? `${param}: ${issue.message}` : issue.message),
+    param,
+  );
 }
