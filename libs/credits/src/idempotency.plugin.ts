@@ -12,6 +12,17 @@ import { IdempotencyService, parseIdempotencyKey, requestHashOf } from './idempo
 const REQUEST_HASH = Symbol('idempotency.requestHash');
 const CLAIM = Symbol('idempotency.claim');
 const PREPAID_JOB_STATE = 'switchyard:prepaid-job';
+/**
+ * Set on a context answered from the store, for the conversation plugin (libs/generation): a
+ * replay is an earlier request's answer again, not a new turn to remember.
+ */
+const IDEMPOTENT_REPLAY_STATE = 'switchyard:idempotent-replay';
+/**
+ * Where the answer is recorded: after every plugin that writes response headers in its finish
+ * (the cache bills a hit at 30, credits settle at 40), so that a replay carries the headers of
+ * the settled request rather than those of its hold.
+ */
+const RECORD_ORDER = 90;
 
 const ROUTES = { chat: '/v1/chat/completions', images: '/v1/images/generations' } as const;
 
@@ -20,8 +31,9 @@ const ROUTES = { chat: '/v1/chat/completions', images: '/v1/images/generations' 
  * before conversations rewrite the body; `lookup` (order 25: before the cache and before
  * credits) either claims the key — this request runs and is charged — or answers the stored
  * response of the first attempt (waiting while it still runs), without a second charge. A
- * different body under the same key is a 409. Only a complete answer is stored; a failed or
- * cut attempt releases the key so that the retry runs again.
+ * different body under the same key is a 409. Only a complete answer is stored, once the request
+ * has settled (RECORD_ORDER); a failed or cut attempt releases the key so that the retry runs
+ * again.
  */
 @Injectable()
 export class IdempotencyPlugin implements GenerationPlugin, OnModuleInit {
@@ -37,7 +49,13 @@ export class IdempotencyPlugin implements GenerationPlugin, OnModuleInit {
     // Resolved here rather than injected: libs/generation imports libs/credits (the cache bills
     // its hits), so a constructor reference to GenerationPipeline would be read while one of the
     // two libraries is still half-loaded.
-    this.moduleRef.get(GenerationPipeline, { strict: false }).use(this);
+    const pipeline = this.moduleRef.get(GenerationPipeline, { strict: false });
+    pipeline.use(this);
+    pipeline.use({
+      name: 'idempotency-record',
+      order: RECORD_ORDER,
+      finish: (ctx, outcome) => this.record(ctx, outcome),
+    });
   }
 
   async admit(ctx: GenerationContext): Promise<void> {
@@ -63,6 +81,7 @@ export class IdempotencyPlugin implements GenerationPlugin, OnModuleInit {
       ctx.state.set(CLAIM, claim);
       return undefined;
     }
+    ctx.state.set(IDEMPOTENT_REPLAY_STATE, true);
     ctx.responseHeaders['idempotent-replayed'] = 'true';
     const headers = claim.response.headers;
     for (const name of ['x-credits-remaining', 'x-cache'])
@@ -73,7 +92,8 @@ export class IdempotencyPlugin implements GenerationPlugin, OnModuleInit {
     };
   }
 
-  async finish(ctx: GenerationContext, outcome: GenerationOutcome): Promise<void> {
+  /** The pipeline's finish at RECORD_ORDER: stores a complete answer, releases the key otherwise. */
+  private async record(ctx: GenerationContext, outcome: GenerationOutcome): Promise<void> {
     const claim = ctx.state.get(CLAIM) as { userId: string; key: string } | undefined;
     if (!claim) return;
     const body = outcome.completion ?? outcome.imagesResponse;

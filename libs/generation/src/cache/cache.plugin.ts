@@ -50,6 +50,9 @@ export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
         description: `Cache hit for ${ctx.model}`,
       });
       ctx.state.set(HIT_CHARGE, reservation);
+      // A billable response says what is left; a stream's headers go out before finish settles.
+      if (reservation.balance !== null)
+        ctx.responseHeaders['x-credits-remaining'] = String(reservation.balance);
     }
     return {
       body: found.completion as unknown as StoredAnswer['body'],
@@ -64,6 +67,8 @@ export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
         outcome.status === 'failed'
           ? await this.credits.refund(charge, 'cache hit not delivered')
           : await this.credits.settle(charge, this.cache.hitPrice);
+      if (closed?.balance !== null && closed?.balance !== undefined)
+        ctx.responseHeaders['x-credits-remaining'] = String(closed.balance);
       ctx.annotate?.({ credits: closed?.charged ?? charge.amount });
     }
     const storeKey = ctx.state.get(STORE_KEY) as string | undefined;

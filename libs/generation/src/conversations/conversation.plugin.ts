@@ -6,11 +6,15 @@ import { ConversationService, ConversationTurn } from './conversation.service';
 
 const CONVERSATION_ID = Symbol('conversation.id');
 const TURN = Symbol('conversation.turn');
+/** Set by the Idempotency-Key plugin (libs/credits) when it answers from its store. */
+const IDEMPOTENT_REPLAY_STATE = 'switchyard:idempotent-replay';
 
 /**
  * X-Conversation-Id in the chat pipeline: validated at admission (a malformed id is a 400 before
  * anything is counted or charged), history prepended in prepare (before the cache key and the
- * credit estimate see the messages), the reply appended once the answer is complete.
+ * credit estimate see the messages), the reply appended once the answer is complete. A cache hit
+ * is this turn's answer and is appended like any other; an Idempotency-Key replay is an earlier
+ * request's answer again, whose turn that request already appended.
  */
 @Injectable()
 export class ConversationPlugin implements GenerationPlugin, OnModuleInit {
@@ -50,6 +54,7 @@ export class ConversationPlugin implements GenerationPlugin, OnModuleInit {
     const reply = outcome.completion?.choices[0]?.message;
     // A failed or cut-short turn leaves the conversation as it was: the client will retry it.
     if (!turn || outcome.status !== 'succeeded' || !reply) return;
+    if (ctx.state.has(IDEMPOTENT_REPLAY_STATE)) return;
     await this.conversations.complete(turn, reply as ChatMessage);
   }
 }
