@@ -12,6 +12,8 @@ import type { AddressInfo, Socket } from 'node:net';
  *   malformed 200 with a body that is not JSON (or a stream event that is not JSON)
  *   cut       stream: send `afterChunks` content chunks, then destroy the connection;
  *             non-stream: send half of the JSON, then destroy
+ *   raw       200 with exactly `body` as `contentType` (default: text/event-stream for a stream
+ *             request, else application/json): shapes the other modes never send
  * `delayMs` delays the start of any answer (slow upstream). Requests are counted and recorded,
  * including whether the client aborted before the answer finished.
  */
@@ -30,7 +32,8 @@ export type Behaviour =
   | { mode: 'hang' }
   | { mode: 'reset'; delayMs?: number }
   | { mode: 'malformed'; delayMs?: number }
-  | { mode: 'cut'; afterChunks?: number; chunkDelayMs?: number; delayMs?: number };
+  | { mode: 'cut'; afterChunks?: number; chunkDelayMs?: number; delayMs?: number }
+  | { mode: 'raw'; body: string; contentType?: string; delayMs?: number };
 
 interface Usage {
   prompt_tokens: number;
@@ -201,6 +204,13 @@ export class MockUpstream {
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end('{"id": "chatcmpl-broken", "choices": [');
         }
+        return;
+      case 'raw':
+        res.writeHead(200, {
+          'content-type':
+            behaviour.contentType ?? (stream ? 'text/event-stream' : 'application/json'),
+        });
+        res.end(behaviour.body);
         return;
       case 'cut':
         if (stream) {

@@ -61,7 +61,10 @@ describe('request normalization', () => {
   });
 
   it('drops fields that do not change the answer', () => {
-    expect(normalizeRequest(body({ stream: true, user: 'u', metadata: { a: 1 } }))).toEqual({
+    const hints = { prompt_cache_key: 'tenant-7', safety_identifier: 'hashed-user' };
+    expect(
+      normalizeRequest(body({ stream: true, user: 'u', metadata: { a: 1 }, ...hints })),
+    ).toEqual({
       model: 'gpt-4o-mini',
       messages: [{ role: 'user', content: 'hello' }],
       temperature: 0,

@@ -13,6 +13,9 @@ const NON_OUTPUT_FIELDS = new Set([
   'metadata',
   'store',
   'service_tier',
+  // Routing and abuse-tracking hints of OpenAI's: they do not change the answer.
+  'prompt_cache_key',
+  'safety_identifier',
 ]);
 
 /** Sorted keys, no undefined/null members: two spellings of one request give one string. */

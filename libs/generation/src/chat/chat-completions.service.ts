@@ -14,6 +14,7 @@ import { ProviderRegistry } from '../providers/provider-registry.service';
 import { AttemptFn, OpenAttempt, Routed, UpstreamRouter } from '../routing/upstream-router.service';
 import { Cancellation, CancelSignal } from '../upstream/cancellation';
 import { toFailure } from '../upstream/openai.upstream';
+import { sseDataFrame } from '../upstream/sse-parser';
 import { estimateTokens, messagesText } from '../upstream/tokens';
 import {
   AnswerWithdrawn,
@@ -25,7 +26,7 @@ import {
   Usage,
 } from '../upstream/upstream.types';
 import { ChatResult, SseSink } from './chat-result';
-import { ChatChunk, completionToChunks, StreamAccumulator } from './stream-accumulator';
+import { ChatChunk, completionToChunks, isUsage, StreamAccumulator } from './stream-accumulator';
 
 interface OpenStream {
   events: UpstreamEventStream;
@@ -86,8 +87,8 @@ export class ChatCompletionsService {
     const routed = await this.alongsidePending(
       ctx,
       (signal) =>
-        this.router.route({ ...this.routeRequest(ctx), signal }, routes, (client, call) =>
-          client.chat(body, call),
+        this.router.route({ ...this.routeRequest(ctx), signal }, routes, async (client, call) =>
+          checkedCompletion(await client.chat(body, call)),
         ),
       async () => undefined, // a finished call: its answer is simply not sent
     );
@@ -108,12 +109,16 @@ export class ChatCompletionsService {
   }
 
   private async openStream(ctx: GenerationContext, routes: ProviderConfig[]): Promise<ChatResult> {
-    const clientWantsUsage =
-      (ctx.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-    // Usage is always asked of the upstream (billing needs it) and passed on only when asked for.
-    // The literal before the spread (see generationOutcome). `stream` is already true here, and
-    // include_usage is the only field stream_options may have.
-    const body = { stream: true, ...ctx.body, stream_options: { include_usage: true } };
+    const options = ctx.body.stream_options as StreamOptions | null | undefined;
+    const clientWantsUsage = options?.include_usage === true;
+    // Usage is always asked of the upstream (billing needs it) and passed on only when asked for;
+    // the client's other stream options go as they are. The literal before the spread (see
+    // generationOutcome). `stream` is already true here.
+    const body = {
+      stream: true,
+      ...ctx.body,
+      stream_options: { include_usage: true, include_obfuscation: options?.include_obfuscation },
+    };
     // The first event is part of the attempt: a stream that dies before it is retried.
     const openToFirstEvent: AttemptFn<OpenStream> = async (client, call) => {
       const events = await client.chatStream(body, call);
@@ -122,14 +127,16 @@ export class ChatCompletionsService {
         const first = await iterator.next();
         if (first.done)
           throw new UpstreamFailure('stream_cut', 'upstream stream ended before any event');
-        if (first.value.data !== '[DONE]') {
-          const error = parseChunk(first.value.data).error;
-          if (error)
-            throw new UpstreamFailure(
-              'server_error',
-              `upstream stream error: ${error.message ?? 'unknown'}`,
-            );
-        }
+        // A stream that is over before its first chunk holds no answer: nothing reached the
+        // client yet, so it is an invalid answer like any other (next provider, or a 502).
+        if (first.value.data === '[DONE]')
+          throw new UpstreamFailure('malformed', 'upstream stream ended before any chunk');
+        const error = parseChunk(first.value.data).error;
+        if (error)
+          throw new UpstreamFailure(
+            'server_error',
+            `upstream stream error: ${error.message ?? 'unknown'}`,
+          );
         return { events, iterator, first: first.value };
       } catch (err) {
         events.close();
@@ -193,7 +200,7 @@ export class ChatCompletionsService {
       acc.add(chunk);
       const usageOnly = Array.isArray(chunk.choices) && chunk.choices.length === 0 && chunk.usage;
       if (usageOnly && !clientWantsUsage) return;
-      if (!(await sink.write(`data: ${event.data}\n\n`))) clientGone = true;
+      if (!(await sink.write(sseDataFrame(event.data)))) clientGone = true;
     };
     try {
       await forward(first);
@@ -215,6 +222,11 @@ export class ChatCompletionsService {
       }
     } finally {
       events.close();
+    }
+    if (sawDone && acc.empty) {
+      // [DONE] after nothing but usage: no answer to cache or bill, and the client is told so.
+      sawDone = false;
+      cut = new UpstreamFailure('malformed', 'upstream stream ended without any choice');
     }
     if (sawDone && !clientGone) clientGone = !(await sink.write('data: [DONE]\n\n'));
     else if (cut && !clientGone) await sink.write(`data: ${STREAM_INTERRUPTED}\n\n`);
@@ -383,14 +395,75 @@ export class ChatCompletionsService {
 /** Marks a context whose outcome was handed to the plugins (exactly once). */
 const FINISHED = Symbol('generation.finished');
 
+interface StreamOptions {
+  include_usage?: boolean;
+  include_obfuscation?: boolean;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Absent, or null: what OpenAI sends for a field that does not apply. */
+function isUnset(value: unknown): value is null | undefined {
+  return value === undefined || value === null;
+}
+
 function parseChunk(data: string): ChatChunk {
+  let chunk: unknown;
   try {
-    return JSON.parse(data) as ChatChunk;
+    chunk = JSON.parse(data);
   } catch {
     throw new UpstreamFailure('malformed', 'upstream stream sent invalid JSON');
   }
+  if (!isChunk(chunk))
+    throw new UpstreamFailure('malformed', 'upstream stream sent a chunk of the wrong shape');
+  return chunk;
+}
+
+/** The shapes the relay and StreamAccumulator read without a guard of their own. */
+function isChunk(chunk: unknown): chunk is ChatChunk {
+  if (!isObject(chunk)) return false;
+  const { choices } = chunk;
+  if (isUnset(choices)) return true;
+  if (!Array.isArray(choices)) return false;
+  for (const choice of choices) {
+    if (!isObject(choice)) return false;
+    const { delta } = choice;
+    if (isUnset(delta)) continue;
+    if (!isObject(delta)) return false;
+    const calls = delta.tool_calls;
+    if (!isUnset(calls) && !(Array.isArray(calls) && calls.every(isObject))) return false;
+  }
+  return true;
+}
+
+/**
+ * A non-streamed answer as the gateway reads it: message content for a usage estimate and the
+ * conversation history, tool calls for a cached replay, usage for billing. Anything else is an
+ * invalid upstream answer (the next provider, or a 502), never a 500 or a cached oddity.
+ */
+function checkedCompletion(completion: ChatCompletion): ChatCompletion {
+  const problem = completionProblem(completion);
+  if (problem) throw new UpstreamFailure('malformed', `upstream answer ${problem}`);
+  return completion;
+}
+
+function completionProblem(completion: unknown): string | undefined {
+  if (!isObject(completion)) return 'is not an object';
+  const { choices, usage } = completion;
+  if (!Array.isArray(choices) || choices.length === 0) return 'has no choices';
+  for (const choice of choices) {
+    if (!isObject(choice) || !isObject(choice.message)) return 'has a choice without a message';
+    const { content, tool_calls } = choice.message;
+    if (!isUnset(content) && typeof content !== 'string') return 'has content that is not text';
+    if (!isUnset(tool_calls) && !Array.isArray(tool_calls))
+      return 'has tool_calls that are not a list';
+  }
+  if (!isUnset(usage) && !isUsage(usage)) return 'has usage that is not token counts';
+  return undefined;
 }
 
 function contentOf(completion: ChatCompletion): string {
-  return completion.choices.map((c) => c.message?.content ?? '').join('');
+  return completion.choices.map((c) => c.message.content ?? '').join('');
 }

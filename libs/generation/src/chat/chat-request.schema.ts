@@ -39,6 +39,18 @@ const message = z.discriminatedUnion(
 
 const nullableOptional = <T extends z.ZodTypeAny>(schema: T) => schema.nullable().optional();
 
+/** OpenAI's bound for function names (and for prompt_cache_key and safety_identifier). */
+const MAX_NAME = 64;
+
+/** An entry of the deprecated `functions`, which the SDKs still type (tools replaced it). */
+const legacyFunction = z
+  .object({
+    name: z.string().min(1).max(MAX_NAME),
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough();
+
 /**
  * OpenAI's chat parameters, with their documented bounds. Unknown top-level fields are refused
  * (as OpenAI does) so a typo is an error, not a silently ignored setting.
@@ -48,7 +60,14 @@ export const chatRequestSchema = z
     model: z.string().min(1).max(256),
     messages: z.array(message).min(1, 'must contain at least one message').max(MAX_MESSAGES),
     stream: nullableOptional(z.boolean()),
-    stream_options: nullableOptional(z.object({ include_usage: z.boolean().optional() }).strict()),
+    stream_options: nullableOptional(
+      z
+        .object({
+          include_usage: z.boolean().optional(),
+          include_obfuscation: z.boolean().optional(),
+        })
+        .strict(),
+    ),
     temperature: nullableOptional(z.number().min(0).max(2)),
     top_p: nullableOptional(z.number().min(0).max(1)),
     n: nullableOptional(z.number().int().min(1).max(10)),
@@ -59,6 +78,8 @@ export const chatRequestSchema = z
     stop: nullableOptional(z.union([z.string(), z.array(z.string()).max(4)])),
     seed: nullableOptional(z.number().int()),
     user: z.string().max(256).optional(),
+    prompt_cache_key: nullableOptional(z.string().max(MAX_NAME)),
+    safety_identifier: nullableOptional(z.string().max(MAX_NAME)),
     logit_bias: nullableOptional(z.record(z.string(), z.number().min(-100).max(100))),
     logprobs: nullableOptional(z.boolean()),
     top_logprobs: nullableOptional(z.number().int().min(0).max(20)),
@@ -68,11 +89,16 @@ export const chatRequestSchema = z
       .optional(),
     tool_choice: z.union([z.string(), z.object({}).passthrough()]).optional(),
     parallel_tool_calls: z.boolean().optional(),
+    functions: z.array(legacyFunction).min(1).max(128).optional(),
+    function_call: z
+      .union([z.enum(['none', 'auto']), z.object({ name: z.string().min(1) }).strict()])
+      .optional(),
     response_format: z
       .object({ type: z.string().min(1) })
       .passthrough()
       .optional(),
     reasoning_effort: z.string().max(32).optional(),
+    verbosity: nullableOptional(z.enum(['low', 'medium', 'high'])),
     metadata: z.record(z.string(), z.string()).optional(),
     store: nullableOptional(z.boolean()),
     service_tier: nullableOptional(z.string().max(32)),

@@ -1,4 +1,4 @@
-import { SseParser } from './sse-parser';
+import { SseParser, sseDataFrame } from './sse-parser';
 
 describe('SseParser', () => {
   it('splits events across arbitrary chunk boundaries and line endings', () => {
@@ -29,5 +29,14 @@ describe('SseParser', () => {
     const parser = new SseParser();
     expect(parser.push('data: tail')).toEqual([]);
     expect(parser.flush()).toEqual([{ event: undefined, data: 'tail' }]);
+  });
+
+  it('writes an event whose data holds line breaks as one data line per line', () => {
+    expect(sseDataFrame('{"a":1}')).toBe('data: {"a":1}\n\n');
+    const data = '{"id":"x",\n"created":1,\n\n"choices":[]}';
+    const frame = sseDataFrame(data);
+    expect(frame).toBe('data: {"id":"x",\ndata: "created":1,\ndata: \ndata: "choices":[]}\n\n');
+    const parser = new SseParser();
+    expect(parser.push(frame)).toEqual([{ event: undefined, data }]);
   });
 });

@@ -51,3 +51,13 @@ function parseBlock(block: string): SseEvent | undefined {
   if (data.length === 0) return undefined;
   return { event, data: data.join('\n') };
 }
+
+/**
+ * One SSE event carrying `data`. A line break ends a field, so data that holds "\n" (an upstream
+ * event sent as several `data:` lines, which SseParser joins) goes out as one `data:` line per
+ * line, which the reader joins back. Almost every chunk is one line: that path is one scan.
+ */
+export function sseDataFrame(data: string): string {
+  if (!data.includes('\n')) return `data: ${data}\n\n`;
+  return `data: ${data.replaceAll('\n', '\ndata: ')}\n\n`;
+}
