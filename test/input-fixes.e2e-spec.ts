@@ -175,7 +175,12 @@ providers:
       42,
     ])('refuses %j with 400', async (value) => {
       const res = await asAdmin('POST', '/admin/sessions', session(0, value));
-      expect400(res, 'expires_at must be an ISO 8601 date-time', 'expires_at');
+      // A value of the wrong type gets the wording every route gives it (docs/api.md).
+      const message =
+        typeof value === 'string'
+          ? 'expires_at must be an ISO 8601 date-time'
+          : 'expires_at: expected a string';
+      expect400(res, message, 'expires_at');
       // The same value is refused by /admin/keys.
       const key = await asAdmin('POST', '/admin/keys', {
         user_id: consumer.userId,

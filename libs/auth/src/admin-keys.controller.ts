@@ -39,7 +39,9 @@ const keyFields = {
 };
 
 const createKey = z.strictObject({
-  user_id: z.uuid(),
+  // The format is checked by requireUuid, so a malformed id is 400 `invalid_id` here as in the
+  // ?user_id= query and the :id path.
+  user_id: z.string(),
   name: keyFields.name,
   scopes: keyFields.scopes.optional(),
   rate_limit_per_minute: keyFields.rate_limit_per_minute.optional(),
@@ -96,7 +98,7 @@ export class AdminKeysController {
     const input = parseInput(createKey, body);
     return this.keys.create(
       {
-        userId: input.user_id.toLowerCase(),
+        userId: requireUuid(input.user_id, 'user_id'),
         name: input.name,
         scopes: input.scopes,
         rateLimitPerMinute: input.rate_limit_per_minute,

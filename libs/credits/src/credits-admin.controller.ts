@@ -11,7 +11,7 @@ import {
 } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { ApiError } from '@app/observability';
-import { AdminGuard, AuditService, CurrentAdmin, UsersService } from '@app/auth';
+import { AdminGuard, AuditService, CurrentAdmin, requireUuid, UsersService } from '@app/auth';
 import type { AdminIdentity } from '@app/auth';
 import {
   adjustCreditsDto,
@@ -22,7 +22,6 @@ import {
   parseLimit,
   recalculateDto,
   refundRequestDto,
-  requireUserId,
 } from './credits.dto';
 import { CreditsService } from './credits.service';
 import { accountView, entryView, ledgerPageView, writeView } from './credits.views';
@@ -46,7 +45,7 @@ export class CreditsAdminController {
   ) {
     const input = parseDto(grantCreditsDto, body);
     const write = await this.credits.grant(
-      input.user_id.toLowerCase(),
+      requireUuid(input.user_id, 'user_id'),
       input.amount,
       input.description ?? `Granted by ${admin.username}`,
       input.idempotency_key,
@@ -69,7 +68,7 @@ export class CreditsAdminController {
   ) {
     const input = parseDto(adjustCreditsDto, body);
     const write = await this.credits.adminAdjust(
-      input.user_id.toLowerCase(),
+      requireUuid(input.user_id, 'user_id'),
       input.amount,
       input.description,
       input.idempotency_key,
@@ -87,7 +86,8 @@ export class CreditsAdminController {
   @HttpCode(200)
   async recalculate(@Body() body: unknown, @CurrentAdmin() admin: AdminIdentity) {
     const input = parseDto(recalculateDto, body);
-    const result = await this.credits.recalculate(input.user_id?.toLowerCase());
+    const userId = await this.existingUserOrAll(input.user_id);
+    const result = await this.credits.recalculate(userId);
     const view = {
       changed: result.changed.map((c) => ({
         user_id: c.userId,
@@ -96,7 +96,7 @@ export class CreditsAdminController {
       })),
       unfixable: result.unfixable.map((u) => ({ user_id: u.userId, ledger_sum: u.ledgerSum })),
     };
-    await this.auditLog.record(admin.username, 'credits.recalculate', input.user_id ?? null, view);
+    await this.auditLog.record(admin.username, 'credits.recalculate', userId ?? null, view);
     return view;
   }
 
@@ -123,9 +123,10 @@ export class CreditsAdminController {
   @HttpCode(200)
   async cycleReset(@Body() body: unknown, @CurrentAdmin() admin: AdminIdentity) {
     const input = parseDto(cycleResetDto, body);
-    const entries = await this.credits.cycleReset(input.user_id?.toLowerCase());
+    const userId = await this.existingUserOrAll(input.user_id);
+    const entries = await this.credits.cycleReset(userId);
     if (entries.length > 0)
-      await this.auditLog.record(admin.username, 'credits.cycle_reset', input.user_id ?? null, {
+      await this.auditLog.record(admin.username, 'credits.cycle_reset', userId ?? null, {
         users: entries.length,
       });
     return { reset: entries.map(entryView) };
@@ -151,9 +152,17 @@ export class CreditsAdminController {
 
   /** A well-formed id of no user is a 404, not an empty account. */
   private async existingUser(userId: string): Promise<string> {
-    const id = requireUserId(userId);
+    const id = requireUuid(userId, 'user_id');
     if (!(await this.users.findById(id)))
       throw ApiError.notFound(`No user with id ${id}`, 'user_not_found', 'user_id');
     return id;
+  }
+
+  /**
+   * For the routes that act on every user when `user_id` is absent: a given id must name a user,
+   * or an unknown one would answer an empty 200 (and be audited) as if there were nothing to do.
+   */
+  private async existingUserOrAll(userId: string | undefined): Promise<string | undefined> {
+    return userId === undefined ? undefined : this.existingUser(userId);
   }
 }

@@ -69,7 +69,7 @@ function unstorableString(value: unknown, path: string): string | null {
 
 const clearStuckSchema = z.object({
   older_than_minutes: z
-    .number({ message: 'older_than_minutes must be a number of minutes' })
+    .number()
     .int('older_than_minutes must be a whole number of minutes')
     .min(1, 'older_than_minutes must be at least 1')
     .max(525_600, 'older_than_minutes must be at most 525600 (a year)'),
@@ -84,9 +84,12 @@ export function parseClearStuck(body: unknown, fallbackMinutes: number): number 
   if (unknown !== undefined) throw ApiError.badRequest(`Unknown field: ${unknown}`, unknown);
   const minutes = (value as { older_than_minutes?: unknown }).older_than_minutes;
   if (minutes === undefined) return fallbackMinutes;
-  const parsed = clearStuckSchema.safeParse({ older_than_minutes: minutes });
-  if (!parsed.success)
-    throw ApiError.badRequest(parsed.error.issues[0].message, 'older_than_minutes');
+  const parsed = clearStuckSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const param = 'older_than_minutes';
+    throw ApiError.badRequest(inputIssueMessage(issue, value, param) ?? issue.message, param);
+  }
   return parsed.data.older_than_minutes;
 }
 

@@ -11,7 +11,7 @@ const MAX_METADATA_BYTES = 8192;
  */
 const schema = z.object({
   cookie_text: z
-    .string({ message: 'cookie_text must be a string' })
+    .string()
     .transform((v) => v.trim())
     .pipe(
       z
@@ -24,13 +24,13 @@ const schema = z.object({
         .regex(/^[^\x00-\x1f\x7f]*$/, 'cookie_text must not contain control characters'),
     ),
   provider: z
-    .string({ message: 'provider must be a string' })
+    .string()
     .regex(
       /^[A-Za-z0-9._:-]{1,100}$/,
       'provider must be a provider name (letters, digits, . _ : -)',
     ),
   metadata: z
-    .record(z.string(), z.unknown(), { message: 'metadata must be an object' })
+    .record(z.string(), z.unknown())
     .optional()
     .refine((m) => m === undefined || JSON.stringify(m).length <= MAX_METADATA_BYTES, {
       message: `metadata must be at most ${MAX_METADATA_BYTES} bytes of JSON`,
@@ -52,7 +52,10 @@ export function parseAddSession(body: unknown): AddSessionInput {
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const param = issue.path.map(String).join('.') || null;
-    throw ApiError.badRequest(inputIssueMessage(issue, body, param) ?? issue.message, param);
+    // A wrong type takes the wording every route uses ("expires_at: expected a string"), not the
+    // message the schema gives for a bad format or range.
+    const message = inputIssueMessage(issue, body, param, { overrideSchemaMessages: true });
+    throw ApiError.badRequest(message ?? issue.message, param);
   }
   const v = parsed.data;
   return {
