@@ -21,6 +21,7 @@ interface KeyBody {
   created_at: string;
   status: string;
   old_key?: KeyBody;
+  rotated_from?: string | null;
 }
 
 interface Page<T> {
@@ -287,6 +288,9 @@ describe('admin API: users, keys, audit', () => {
         rotated_from: old.id,
       });
       expect(rotated.body.old_key).toMatchObject({ id: old.id, status: 'rotating' });
+      const twice = await api<ErrorBody>('POST', `/admin/keys/${old.id}/rotate`, {});
+      expect(twice.status).toBe(409);
+      expect(twice.body.error.code).toBe('key_rotating');
       expect(await probe(old.key)).toBe(200);
       expect(await probe(rotated.body.key)).toBe(200);
       await new Promise((r) => setTimeout(r, 2200));
@@ -303,6 +307,20 @@ describe('admin API: users, keys, audit', () => {
       const expired = await api<ErrorBody>('POST', `/admin/keys/${expiring.id}/rotate`, {});
       expect(expired.status).toBe(409);
       expect(expired.body.error.code).toBe('key_expired');
+    });
+
+    it('rotates a key once when rotations race: one replacement, the others 409 key_rotating', async () => {
+      const user = await newUser();
+      const old = await newKey(user.id);
+      const answers = await Promise.all(
+        Array.from({ length: 4 }, () => api<KeyBody>('POST', `/admin/keys/${old.id}/rotate`, {})),
+      );
+      const created = answers.filter((a) => a.status === 201);
+      expect(created).toHaveLength(1);
+      secrets.push(created[0].body.key);
+      expect(answers.filter((a) => a.status === 409)).toHaveLength(3);
+      const keys = await api<{ data: KeyBody[] }>('GET', `/admin/keys?user_id=${user.id}`);
+      expect(keys.body.data.filter((k) => k.rotated_from === old.id)).toHaveLength(1);
     });
 
     it('rotates with a 24 h grace period by default', async () => {

@@ -91,6 +91,17 @@ export class ApiKeyRepository {
     return rows[0] ? toRecord(rows[0]) : undefined;
   }
 
+  /** The key, its row locked until `tx` ends: concurrent rotations of one key take turns. */
+  async lockById(id: string, tx: Queryable): Promise<ApiKeyRecord | undefined> {
+    const rows = await runSql<ApiKeyRow>(
+      this.db,
+      tx,
+      `SELECT ${COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE`,
+      [id],
+    );
+    return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
   async insert(key: NewApiKey, tx?: Queryable): Promise<ApiKeyRecord> {
     const rows = await runSql<ApiKeyRow>(
       this.db,

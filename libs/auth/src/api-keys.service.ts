@@ -111,10 +111,18 @@ export class ApiKeysService {
     const keyHash = hashApiKey(key);
     const now = Date.now();
     const { created, old } = await this.db.transaction(async (tx) => {
-      const current = await this.keys.findById(id, tx);
+      const current = await this.keys.lockById(id, tx);
       if (!current) throw keyNotFound();
       if (current.revokedAt && current.revokedAt.getTime() <= now)
         throw new ApiError(409, 'conflict_error', 'key_revoked', 'A revoked key cannot be rotated');
+      // A second rotation would leave two live replacements of one key, each a secret to track.
+      if (current.revokedAt)
+        throw new ApiError(
+          409,
+          'conflict_error',
+          'key_rotating',
+          'This key is already being rotated: rotate its replacement, or revoke it now with DELETE',
+        );
       // The replacement would inherit the past expiry and be dead on arrival.
       if (current.expiresAt && current.expiresAt.getTime() <= now)
         throw new ApiError(
