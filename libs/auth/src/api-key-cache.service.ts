@@ -44,8 +44,13 @@ export class ApiKeyCache implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    this.redis.subscribe(KEY_INVALIDATION_CHANNEL, (message) => this.onMessage(message));
-    // Messages published while we were disconnected are lost: start over after a reconnect.
+    // Messages published while we were disconnected are lost: start over after a reconnect,
+    // of the subscriber connection (which can drop alone) as of the main one.
+    this.redis.subscribe(
+      KEY_INVALIDATION_CHANNEL,
+      (message) => this.onMessage(message),
+      () => this.apply({ all: true }),
+    );
     this.redis.onConnectionChange((up) => {
       if (up) this.apply({ all: true });
     });

@@ -84,3 +84,55 @@ describe('RedisService.withFallback on a full Redis', () => {
     ).rejects.toBe(wrongType);
   });
 });
+
+describe('RedisService pub/sub gaps', () => {
+  /** A service whose subscriber connection is `subscriber` (its 'ready' replayed by hand). */
+  function serviceWithSubscriber(subscribe: jest.Mock) {
+    const { service, logger } = serviceOnFailingRedis();
+    Object.assign(service, { subscriber: { subscribe } });
+    const ready = () => (service as unknown as { resubscribed(): Promise<void> }).resubscribed();
+    return { service, logger, ready };
+  }
+
+  it('tells the owners of subscriptions about a reconnect only once Redis confirmed them', async () => {
+    let confirm!: () => void;
+    const subscribe = jest.fn(() => new Promise<void>((resolve) => (confirm = resolve)));
+    const { service, ready } = serviceWithSubscriber(subscribe);
+    const gap = jest.fn();
+    const other = jest.fn();
+    service.subscribe('keys', () => undefined, gap);
+    service.subscribe('other', () => undefined, other);
+    subscribe.mockClear();
+
+    const done = ready();
+    expect(subscribe).toHaveBeenCalledWith(
+      expect.stringMatching(/keys$/),
+      expect.stringMatching(/other$/),
+    );
+    // Until the SUBSCRIBE is answered, messages can still be missed: too early to tell.
+    expect(gap).not.toHaveBeenCalled();
+    confirm();
+    await done;
+    expect(gap).toHaveBeenCalledTimes(1);
+    expect(other).toHaveBeenCalledTimes(1);
+  });
+
+  it('says nothing while the resubscription fails, and a throwing owner does not silence others', async () => {
+    const subscribe = jest.fn().mockResolvedValue(undefined);
+    const { service, logger, ready } = serviceWithSubscriber(subscribe);
+    const failing = jest.fn(() => {
+      throw new Error('boom');
+    });
+    const gap = jest.fn();
+    service.subscribe('a', () => undefined, failing);
+    service.subscribe('b', () => undefined, gap);
+
+    subscribe.mockRejectedValueOnce(new Error('Connection is closed.'));
+    await ready();
+    expect(gap).not.toHaveBeenCalled();
+    await ready();
+    expect(failing).toHaveBeenCalledTimes(1);
+    expect(gap).toHaveBeenCalledTimes(1);
+    expect(logger.warn).toHaveBeenCalledWith({ err: 'boom' }, 'pub/sub gap handler failed');
+  });
+});

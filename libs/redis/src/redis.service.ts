@@ -47,6 +47,7 @@ export class RedisService implements OnApplicationShutdown {
   private connected = false;
   private readonly localBus = new EventEmitter();
   private readonly channels = new Set<string>();
+  private readonly gapListeners: (() => void)[] = [];
   private readonly transitions = new EventEmitter();
   private recoveryTimer?: NodeJS.Timeout;
   private lastOomWarningAt?: number;
@@ -99,10 +100,7 @@ export class RedisService implements OnApplicationShutdown {
     this.client.on('end', () => this.setConnected(false));
     this.client.on('error', (err) => this.logger.debug({ err: err.message }, 'redis client error'));
     this.subscriber.on('error', () => undefined);
-    this.subscriber.on('ready', () => {
-      if (this.channels.size > 0)
-        void this.subscriber?.subscribe(...this.channels).catch(() => undefined);
-    });
+    this.subscriber.on('ready', () => void this.resubscribed());
     this.subscriber.on('message', (channel: string, message: string) => {
       this.localBus.emit(channel, message);
     });
@@ -277,9 +275,40 @@ export class RedisService implements OnApplicationShutdown {
     if (!sent) this.localBus.emit(fullChannel, message);
   }
 
-  subscribe(channel: string, handler: MessageHandler): void {
+  /**
+   * Every (re)connection of the subscriber connection: once Redis has confirmed the
+   * subscriptions, tells their owners that messages published before it (while the connection
+   * was down, or before it first came up) were not delivered. The main client may never have
+   * noticed (a subscriber killed on its own), so onConnectionChange is not enough.
+   */
+  private async resubscribed(): Promise<void> {
+    if (this.channels.size === 0) return;
+    try {
+      await this.subscriber!.subscribe(...this.channels);
+    } catch (err) {
+      // Lost again before Redis answered: the next 'ready' tries again and reports the gap.
+      this.logger.debug({ err: (err as Error).message }, 'redis resubscribe failed');
+      return;
+    }
+    for (const onGap of this.gapListeners) {
+      try {
+        onGap();
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, 'pub/sub gap handler failed');
+      }
+    }
+  }
+
+  /**
+   * `handler` gets each message on `channel` (from every replica, or from this process only in
+   * memory mode and during a fallback). `onGap` is called when messages may have been missed:
+   * the subscriber connection came (back) up. An owner that keeps state the channel invalidates
+   * (a cache) must drop or reload it there.
+   */
+  subscribe(channel: string, handler: MessageHandler, onGap?: () => void): void {
     const fullChannel = `${this.config.redis.keyPrefix}${channel}`;
     this.localBus.on(fullChannel, handler);
+    if (onGap) this.gapListeners.push(onGap);
     if (!this.channels.has(fullChannel)) {
       this.channels.add(fullChannel);
       void this.subscriber?.subscribe(fullChannel).catch(() => undefined);
@@ -290,6 +319,7 @@ export class RedisService implements OnApplicationShutdown {
     this.stopRecoveryProbe();
     this.transitions.removeAllListeners();
     this.localBus.removeAllListeners();
+    this.gapListeners.length = 0;
     // disconnect() rather than quit(): quit waits for a reconnect that may never come.
     this.client?.disconnect();
     this.subscriber?.disconnect();

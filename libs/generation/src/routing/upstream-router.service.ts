@@ -11,7 +11,7 @@ import {
 } from '../generation.errors';
 import { ProviderConfig } from '../providers/provider.types';
 import { Cancellation, CancelSignal } from '../upstream/cancellation';
-import { toFailure } from '../upstream/openai.upstream';
+import { redactCredential, toFailure } from '../upstream/openai.upstream';
 import { UpstreamClients } from '../upstream/upstream-clients.service';
 import {
   AttemptOutcome,
@@ -140,6 +140,9 @@ export class UpstreamRouter {
         idleTimeoutMs: provider.timeoutMs,
       };
       const started = performance.now();
+      // The HTTP client already scrubs the upstream's error bodies; a stream's error event is
+      // turned into a message elsewhere (first event, mid-stream), so the log line is scrubbed
+      // here too, where the credential this attempt sent is known.
       const finish = (
         outcome: AttemptOutcome,
         latencyMs: number,
@@ -155,7 +158,7 @@ export class UpstreamRouter {
           latencyMs,
           permit,
           credential,
-          message: detail.message,
+          message: detail.message && redactCredential(detail.message, call.auth),
         });
       try {
         const value = await attemptFn(this.clients.for(provider), call, provider);

@@ -10,6 +10,7 @@ import {
   classifyStatus,
   ImagesResponse,
   SseEvent,
+  UpstreamAuth,
   UpstreamCall,
   UpstreamClient,
   UpstreamErrorDetail,
@@ -20,6 +21,12 @@ import {
 /** A JSON answer bigger than this is refused (b64 images at n=10 stay well below). */
 const MAX_JSON_BYTES = 64 * 1024 * 1024;
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
+const REDACTED = '[REDACTED]';
+/**
+ * A cookie's own values shorter than this (`lang=en`, `theme=1`) are not secrets: redacting them
+ * everywhere would only garble the message. The whole Cookie header is always redacted.
+ */
+const MIN_COOKIE_VALUE_LENGTH = 8;
 
 export interface PoolOptions {
   connections: number;
@@ -109,7 +116,9 @@ export class OpenAiUpstream implements UpstreamClient {
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return res;
     const text = await readText(res, MAX_ERROR_BODY_BYTES, call).catch(() => '');
-    const detail = errorDetail(text);
+    // Upstreams may echo the credential they were sent ("bad key sk-…"); the detail goes to the
+    // log and, for a 400/404/413/422, to the client, so it never carries what this attempt sent.
+    const detail = errorDetail(text, (s) => redactCredential(s, call.auth));
     const retryAfter = Number(res.headers['retry-after']);
     throw new UpstreamFailure(
       classifyStatus(res.statusCode),
@@ -176,23 +185,49 @@ async function readJson(res: Dispatcher.ResponseData, call: UpstreamCall): Promi
   }
 }
 
-function errorDetail(text: string): UpstreamErrorDetail {
+/**
+ * Replaces every occurrence of the credential an attempt sent (the provider's api_key or the
+ * session's bearer token; for a cookie, the header and each of its values) with [REDACTED].
+ * For upstream error text only: it runs on the error path, never on an answer.
+ */
+export function redactCredential(text: string, auth: UpstreamAuth): string {
+  for (const secret of sentSecrets(auth)) text = text.replaceAll(secret, REDACTED);
+  return text;
+}
+
+/** Longest first, so that a value inside the whole cookie does not split it. */
+function sentSecrets(auth: UpstreamAuth): string[] {
+  if (auth.type === 'none') return [];
+  if (auth.type === 'bearer') return auth.token ? [auth.token] : [];
+  const values = auth.cookie
+    .split(';')
+    .map((pair) => pair.slice(pair.indexOf('=') + 1).trim())
+    .filter((value) => value.length >= MIN_COOKIE_VALUE_LENGTH);
+  return [auth.cookie.trim(), ...values]
+    .filter((secret) => secret.length > 0)
+    .sort((a, b) => b.length - a.length);
+}
+
+/** The upstream's error fields, each passed through `redact` (they may reach the client). */
+function errorDetail(text: string, redact: (s: string) => string): UpstreamErrorDetail {
+  const field = (value: unknown) => (typeof value === 'string' ? redact(value) : undefined);
   try {
     const json = JSON.parse(text) as { error?: unknown; message?: unknown };
     const error = json.error;
     if (isRecord(error))
       return {
-        message: typeof error.message === 'string' ? error.message : undefined,
-        type: typeof error.type === 'string' ? error.type : undefined,
-        code: typeof error.code === 'string' ? error.code : undefined,
-        param: typeof error.param === 'string' ? error.param : null,
+        message: field(error.message),
+        type: field(error.type),
+        code: field(error.code),
+        param: field(error.param) ?? null,
       };
-    if (typeof error === 'string') return { message: error };
-    if (typeof json.message === 'string') return { message: json.message };
+    if (typeof error === 'string') return { message: redact(error) };
+    if (typeof json.message === 'string') return { message: redact(json.message) };
   } catch {
     // not JSON: fall through
   }
-  return { message: text.slice(0, 300) || undefined };
+  // Redacted before the cut, so that a credential across the 300th character leaves no prefix.
+  return { message: redact(text).slice(0, 300) || undefined };
 }
 
 function eventStream(res: Dispatcher.ResponseData, call: UpstreamCall): UpstreamEventStream {
