@@ -98,7 +98,11 @@ export class CircuitBreakerService
 
   onModuleInit(): void {
     this.health.register('circuit-breakers', () => this.healthComponents());
-    this.redis.subscribe(BREAKER_CHANGED_CHANNEL, (name) => this.view.forget(name));
+    this.redis.subscribe(
+      BREAKER_CHANGED_CHANNEL,
+      (name) => this.view.forget(name),
+      () => this.view.forgetAll(),
+    );
     // Announcements made while we were disconnected are lost: ask Redis again after a reconnect.
     this.redis.onConnectionChange(() => this.view.forgetAll());
     if (this.config.breaker.allowForceOpen) {

@@ -46,11 +46,13 @@ export class PricingService implements OnModuleInit, OnApplicationShutdown {
     }
     await this.refresh();
     this.logger.info({ models: this.prices.size }, 'pricing loaded');
-    this.redis.subscribe(PRICING_CHANNEL, () => {
+    const reload = () => {
       this.refresh().catch((err) =>
         this.logger.warn({ err: (err as Error).message }, 'pricing reload failed'),
       );
-    });
+    };
+    // A change announced while the subscriber was down is caught at its return, not 60 s later.
+    this.redis.subscribe(PRICING_CHANNEL, reload, reload);
     if (this.config.backgroundTasks) {
       this.timer = setInterval(() => {
         this.refresh().catch(() => undefined);

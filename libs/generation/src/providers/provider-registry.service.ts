@@ -57,9 +57,11 @@ export class ProviderRegistry implements OnModuleInit, OnApplicationShutdown {
       },
       'providers loaded',
     );
-    this.redis.subscribe(CHANGED_CHANNEL, () => void this.reload().catch(() => undefined));
+    const reload = () => void this.reload().catch(() => undefined);
+    // A change announced while the subscriber was down is caught at its return, not 30 s later.
+    this.redis.subscribe(CHANGED_CHANNEL, reload, reload);
     if (this.config.backgroundTasks) {
-      this.timer = setInterval(() => void this.reload().catch(() => undefined), RELOAD_INTERVAL_MS);
+      this.timer = setInterval(reload, RELOAD_INTERVAL_MS);
       this.timer.unref();
     }
   }
