@@ -13,7 +13,7 @@ import { ProviderConfig } from '../providers/provider.types';
 import { ProviderRegistry } from '../providers/provider-registry.service';
 import { AttemptFn, OpenAttempt, Routed, UpstreamRouter } from '../routing/upstream-router.service';
 import { Cancellation, CancelSignal } from '../upstream/cancellation';
-import { toFailure } from '../upstream/openai.upstream';
+import { isRecord, toFailure } from '../upstream/openai.upstream';
 import { sseDataFrame } from '../upstream/sse-parser';
 import { estimateTokens, messagesText } from '../upstream/tokens';
 import {
@@ -400,10 +400,6 @@ interface StreamOptions {
   include_obfuscation?: boolean;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** Absent, or null: what OpenAI sends for a field that does not apply. */
 function isUnset(value: unknown): value is null | undefined {
   return value === undefined || value === null;
@@ -423,17 +419,17 @@ function parseChunk(data: string): ChatChunk {
 
 /** The shapes the relay and StreamAccumulator read without a guard of their own. */
 function isChunk(chunk: unknown): chunk is ChatChunk {
-  if (!isObject(chunk)) return false;
+  if (!isRecord(chunk)) return false;
   const { choices } = chunk;
   if (isUnset(choices)) return true;
   if (!Array.isArray(choices)) return false;
   for (const choice of choices) {
-    if (!isObject(choice)) return false;
+    if (!isRecord(choice)) return false;
     const { delta } = choice;
     if (isUnset(delta)) continue;
-    if (!isObject(delta)) return false;
+    if (!isRecord(delta)) return false;
     const calls = delta.tool_calls;
-    if (!isUnset(calls) && !(Array.isArray(calls) && calls.every(isObject))) return false;
+    if (!isUnset(calls) && !(Array.isArray(calls) && calls.every(isRecord))) return false;
   }
   return true;
 }
@@ -450,11 +446,11 @@ function checkedCompletion(completion: ChatCompletion): ChatCompletion {
 }
 
 function completionProblem(completion: unknown): string | undefined {
-  if (!isObject(completion)) return 'is not an object';
+  if (!isRecord(completion)) return 'is not an object';
   const { choices, usage } = completion;
   if (!Array.isArray(choices) || choices.length === 0) return 'has no choices';
   for (const choice of choices) {
-    if (!isObject(choice) || !isObject(choice.message)) return 'has a choice without a message';
+    if (!isRecord(choice) || !isRecord(choice.message)) return 'has a choice without a message';
     const { content, tool_calls } = choice.message;
     if (!isUnset(content) && typeof content !== 'string') return 'has content that is not text';
     if (!isUnset(tool_calls) && !Array.isArray(tool_calls))
