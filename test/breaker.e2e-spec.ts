@@ -331,7 +331,7 @@ providers:
     NODE_ENV: 'production',
     PROVIDERS_FILE: file,
     JWT_SECRET,
-    SESSION_ENCRYPTION_KEY: 'b'.repeat(64),
+    SESSION_ENCRYPTION_KEY: randomBytes(32).toString('hex'),
   });
 
   it('refuses force-open in production unless ALLOW_FORCE_OPEN=true, which is logged at boot', async () => {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { freePort } from './support/free-port';
 import path from 'node:path';
@@ -49,8 +50,8 @@ const apiContainer = api.spec.template.spec.containers.find((c: Manifest) => c.n
 const validSecrets = {
   DATABASE_URL: 'postgres://switchyard:pw@postgres.example:5432/switchyard',
   REDIS_URL: 'redis://redis.example:6379',
-  JWT_SECRET: 'x'.repeat(48),
-  SESSION_ENCRYPTION_KEY: 'ab'.repeat(32),
+  JWT_SECRET: randomBytes(36).toString('base64'),
+  SESSION_ENCRYPTION_KEY: randomBytes(32).toString('hex'),
 };
 
 /** dist/apps/x/src/main.js → apps/x/src/main.ts: the compiled entry point has a source. */

@@ -4,12 +4,19 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { loadConfigOrExit } from '@app/config';
 import { createLogger, PinoNestLogger } from '@app/observability';
 import { AppModule } from '../../gateway/src/app.module';
-import { CliContext } from './cli-command';
+import { CliArgs, CliContext, CliUsageError, helpOf, parseArgs, usageOf } from './cli-command';
 import { COMMANDS } from './commands';
 
+const HELP = new Set(['--help', '-h', 'help']);
+
 function usage(): string {
-  const lines = ['Usage: npm run cli -- <command> [options]', '', 'Commands:'];
-  for (const c of COMMANDS) lines.push(`  ${c.usage.padEnd(52)} ${c.description}`);
+  const lines = [
+    'Usage: npm run cli -- <command> [options]',
+    '       npm run cli -- <command> --help',
+    '',
+    'Commands:',
+  ];
+  for (const c of COMMANDS) lines.push(`  ${usageOf(c)}`, `      ${c.description}`);
   return lines.join('\n');
 }
 
@@ -17,11 +24,32 @@ export async function runCli(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  const [name, ...args] = argv;
+  let [name, ...args] = argv;
+  if (HELP.has(name)) {
+    // `help <command>` is `<command> --help`.
+    if (args.length === 0) {
+      process.stdout.write(`${usage()}\n`);
+      return 0;
+    }
+    [name, ...args] = [args[0], '--help'];
+  }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
     process.stderr.write(`${name ? `Unknown command: ${name}\n\n` : ''}${usage()}\n`);
     return name ? 2 : 0;
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`${helpOf(command)}\n`);
+    return 0;
+  }
+  // Checked before the configuration is read or anything is opened: a mistyped option never runs.
+  let parsed: CliArgs;
+  try {
+    parsed = parseArgs(command, args);
+  } catch (err) {
+    if (!(err instanceof CliUsageError)) throw err;
+    process.stderr.write(`error: ${err.message}\n`);
+    return 2;
   }
   const config = loadConfigOrExit(env);
   if (!config) return 1;
@@ -42,7 +70,7 @@ export async function runCli(
     },
   };
   try {
-    return await command.run(ctx, args);
+    return await command.run(ctx, parsed);
   } catch (err) {
     const e = err as Error & { code?: string };
     process.stderr.write(`error: ${e.message}\n`);

@@ -12,6 +12,7 @@ import {
 import { z } from 'zod';
 import { AdminGuard } from './admin.guard';
 import { ApiKeyChanges } from './api-key.repository';
+import { rateLimitField } from './account-fields';
 import { ALL_SCOPES, ApiKeyView } from './api-key.types';
 import { ApiKeysService, DEFAULT_ROTATION_GRACE_SECONDS, IssuedKey } from './api-keys.service';
 import { CurrentAdmin } from './auth.decorators';
@@ -20,7 +21,6 @@ import { AdminIdentity } from './principal';
 import { requireUuid } from './uuid';
 import { parseInput } from './validation';
 
-const limit = z.number().int().min(1).max(1_000_000_000);
 const futureDate = z.iso
   .datetime({ offset: true })
   .transform((v) => new Date(v))
@@ -32,8 +32,8 @@ const keyFields = {
     .array(z.enum(ALL_SCOPES))
     .min(1)
     .transform((s) => [...new Set(s)]),
-  rate_limit_per_minute: limit.nullable(),
-  rate_limit_per_hour: limit.nullable(),
+  rate_limit_per_minute: rateLimitField.nullable(),
+  rate_limit_per_hour: rateLimitField.nullable(),
   expires_at: futureDate.nullable(),
   cache_scope: z.enum(['user', 'shared']),
 };

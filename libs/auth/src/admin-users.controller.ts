@@ -1,6 +1,7 @@
 import { Body, Controller, Get, Param, Post, Query, UseGuards } from '@nestjs/common';
 import { z } from 'zod';
 import { ApiError } from '@app/observability';
+import { baseQuotaField, usernameField } from './account-fields';
 import { AdminGuard } from './admin.guard';
 import { CurrentAdmin } from './auth.decorators';
 import { decodeCursor, parseLimit } from './pagination';
@@ -12,15 +13,11 @@ import { requireUuid } from './uuid';
 import { parseInput } from './validation';
 
 const createUser = z.strictObject({
-  username: z
-    .string()
-    .min(1)
-    .max(100)
-    .regex(/^[A-Za-z0-9._@-]+$/, 'letters, digits and . _ @ - only'),
+  username: usernameField,
   email: z.email().max(320).nullish(),
   role: z.enum(['admin', 'user']).default('user'),
   password: z.string().min(MIN_PASSWORD_LENGTH).max(1024).optional(),
-  base_quota: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+  base_quota: baseQuotaField.default(0),
   subscription_tier: z.string().min(1).max(50).optional(),
 });
 

@@ -17,6 +17,7 @@ export type { ApiKeyView } from './api-key.types';
 export { ALL_SCOPES } from './api-key.types';
 export { MIN_PASSWORD_LENGTH } from './password';
 export { isUuid, requireUuid } from './uuid';
+export { baseQuotaField, rateLimitField, usernameField } from './account-fields';
 export { countAuthFailure } from './auth.metrics';
 export type { AuthFailureReason } from './auth.metrics';
 export type { Principal, AdminIdentity, Scope } from './principal';

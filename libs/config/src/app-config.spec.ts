@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { ConfigValidationError, loadConfig, loadConfigOrExit } from './app-config';
 import { maskUrlCredentials } from './config-redaction';
 
@@ -85,5 +86,105 @@ describe('maskUrlCredentials', () => {
     ['https://a:b@x,https://c:d@y', 'https://a:***@y'],
   ])('%s -> %s', (input, masked) => {
     expect(maskUrlCredentials(input)).toBe(masked);
+  });
+});
+
+describe('production refuses weak and default secrets', () => {
+  const strong = () => ({
+    NODE_ENV: 'production',
+    DATABASE_URL: 'postgres://app@db.internal:5432/switchyard',
+    JWT_SECRET: randomBytes(48).toString('base64'),
+    SESSION_ENCRYPTION_KEY: randomBytes(32).toString('hex'),
+  });
+  const DEV_JWT_SECRET = 'switchyard-development-jwt-secret-not-for-production';
+
+  it('starts with random secrets from the documented generators', () => {
+    // The variety rule must never trip on a real random value; 32 hex characters is the
+    // shortest (and least varied) JWT_SECRET an operator would generate.
+    for (let i = 0; i < 2000; i++) {
+      const env = {
+        ...strong(),
+        JWT_SECRET: randomBytes(16).toString('hex'),
+        JWT_SECRET_PREVIOUS: randomBytes(48).toString('base64'),
+      };
+      expect(loadConfig(env).production).toBe(true);
+    }
+  });
+
+  it('refuses the development JWT secret built into the source, current or previous', () => {
+    expect(problemsOf({ ...strong(), JWT_SECRET: DEV_JWT_SECRET })).toEqual([
+      'JWT_SECRET: the development default from the source is refused in production',
+    ]);
+    expect(problemsOf({ ...strong(), JWT_SECRET_PREVIOUS: DEV_JWT_SECRET })).toEqual([
+      'JWT_SECRET_PREVIOUS: the development default from the source is refused in production',
+    ]);
+  });
+
+  it('holds JWT_SECRET_PREVIOUS to the JWT_SECRET rules: it verifies admin tokens too', () => {
+    expect(problemsOf({ ...strong(), JWT_SECRET_PREVIOUS: 'abc' })).toEqual([
+      'JWT_SECRET_PREVIOUS: must be at least 32 characters in production',
+    ]);
+    expect(problemsOf({ ...strong(), JWT_SECRET_PREVIOUS: 'a'.repeat(32) })).toEqual([
+      expect.stringMatching(/^JWT_SECRET_PREVIOUS: too little variety/),
+    ]);
+  });
+
+  it.each([
+    ['one character', 'a'.repeat(32)],
+    ['two characters, not repeating', `${'a'.repeat(40)}b`],
+    ['a short word repeated', 'secret'.repeat(6)],
+    ['the digits repeated', '0123456789'.repeat(4)],
+    ['a sentence repeated', 'my-admin-tokens!'.repeat(2)],
+  ])('refuses a JWT_SECRET of trivially low variety: %s', (_what, secret) => {
+    expect(problemsOf({ ...strong(), JWT_SECRET: secret })).toEqual([
+      'JWT_SECRET: too little variety for a secret (a repeated character or pattern); use a random value such as `openssl rand -base64 48`',
+    ]);
+  });
+
+  it.each([
+    ['all zeros', '0'.repeat(64)],
+    ['one byte repeated', 'ab'.repeat(32)],
+    ['a counter', '0123456789abcdef'.repeat(4)],
+  ])('refuses a SESSION_ENCRYPTION_KEY of trivially low variety: %s', (_what, key) => {
+    expect(problemsOf({ ...strong(), SESSION_ENCRYPTION_KEY: key })).toEqual([
+      'SESSION_ENCRYPTION_KEY: too little variety for a key (a repeated character or pattern); use `openssl rand -hex 32`',
+    ]);
+  });
+
+  it('refuses the placeholder passwords of the examples, whatever their case', () => {
+    expect(
+      problemsOf({
+        ...strong(),
+        ADMIN_PASSWORD: 'CHANGE_ME',
+        METRICS_USER: 'prom',
+        METRICS_PASSWORD: 'Change-Me',
+      }),
+    ).toEqual([
+      'ADMIN_PASSWORD: a default password is refused in production',
+      'METRICS_PASSWORD: a default password is refused in production',
+    ]);
+  });
+
+  it('reports each refusal as one named line and exits 1, outside production accepts them', () => {
+    const weak = {
+      ...strong(),
+      JWT_SECRET: DEV_JWT_SECRET,
+      JWT_SECRET_PREVIOUS: 'abc',
+      SESSION_ENCRYPTION_KEY: '0'.repeat(64),
+    };
+    const lines: string[] = [];
+    let code: number | undefined;
+    loadConfigOrExit(
+      weak,
+      (line) => lines.push(line),
+      (c) => (code = c),
+    );
+    expect(code).toBe(1);
+    expect(lines.map((l) => /^config error: ([A-Z_]+): /.exec(l)?.[1])).toEqual([
+      'JWT_SECRET',
+      'JWT_SECRET_PREVIOUS',
+      'SESSION_ENCRYPTION_KEY',
+    ]);
+    expect(loadConfig({ ...weak, NODE_ENV: 'development' }).production).toBe(false);
   });
 });

@@ -5,7 +5,15 @@ import { envSchema, RawEnv } from './config.schema';
 
 /** Minimum length for secrets that protect tokens or credentials in production. */
 const MIN_SECRET_LENGTH = 32;
+/** Public in the source, so anyone can sign admin tokens with it: refused in production. */
 const DEV_JWT_SECRET = 'switchyard-development-jwt-secret-not-for-production';
+/**
+ * Fewer distinct characters than this is a typed pattern, not a random secret: 32 random hex
+ * characters have fewer than 6 distinct ones with a probability below 1e-12.
+ */
+const MIN_SECRET_DISTINCT_CHARS = 6;
+/** Placeholders of docs and examples (`CHANGE_ME`), compared without case and punctuation. */
+const DEFAULT_PASSWORDS = new Set(['admin', 'password', 'changeme', 'admin123']);
 
 export class ConfigValidationError extends Error {
   constructor(readonly problems: string[]) {
@@ -162,6 +170,34 @@ function buildConfig(e: RawEnv, env: NodeJS.ProcessEnv) {
 }
 
 /**
+ * True for a value a person typed rather than generated: few distinct characters (`aaaa…`, an
+ * all-zero key) or one short sequence repeated (`abcabc…`, `secretsecret…`). A random value of
+ * 32 or more characters trips neither except with negligible probability.
+ */
+function hasLowVariety(value: string): boolean {
+  if (new Set(value).size < MIN_SECRET_DISTINCT_CHARS) return true;
+  // `value` repeats its first `period` characters when it equals itself shifted by `period`.
+  for (let period = 1; period <= value.length / 2; period++)
+    if (value.slice(period) === value.slice(0, value.length - period)) return true;
+  return false;
+}
+
+/** The JWT_SECRET rules; JWT_SECRET_PREVIOUS verifies tokens too, so it gets the same ones. */
+function jwtSecretProblem(name: string, secret: string): string | undefined {
+  if (secret === DEV_JWT_SECRET)
+    return `${name}: the development default from the source is refused in production`;
+  if (secret.length < MIN_SECRET_LENGTH)
+    return `${name}: must be at least ${MIN_SECRET_LENGTH} characters in production`;
+  if (hasLowVariety(secret))
+    return `${name}: too little variety for a secret (a repeated character or pattern); use a random value such as \`openssl rand -base64 48\``;
+  return undefined;
+}
+
+function isDefaultPassword(password: string): boolean {
+  return DEFAULT_PASSWORDS.has(password.toLowerCase().replace(/[^a-z0-9]/g, ''));
+}
+
+/**
  * Production refuses settings that are fine on a laptop and dangerous on the internet. Read from
  * the raw environment, so these are reported together with any schema problem.
  */
@@ -169,19 +205,27 @@ function productionProblems(env: NodeJS.ProcessEnv): string[] {
   if (env.NODE_ENV !== 'production') return [];
   const problems: string[] = [];
   if (!env.JWT_SECRET) problems.push('JWT_SECRET: required in production');
-  else if (env.JWT_SECRET.length < MIN_SECRET_LENGTH)
-    problems.push(`JWT_SECRET: must be at least ${MIN_SECRET_LENGTH} characters in production`);
+  for (const name of ['JWT_SECRET', 'JWT_SECRET_PREVIOUS'] as const) {
+    const secret = env[name];
+    const problem = secret ? jwtSecretProblem(name, secret) : undefined;
+    if (problem) problems.push(problem);
+  }
   if (!env.SESSION_ENCRYPTION_KEY)
     problems.push('SESSION_ENCRYPTION_KEY: required in production (64 hex characters)');
+  // Its format (64 hex) is the schema's check; the previous key only decrypts during a rotation,
+  // and refusing a weak one would block rotating away from it.
+  else if (hasLowVariety(env.SESSION_ENCRYPTION_KEY))
+    problems.push(
+      'SESSION_ENCRYPTION_KEY: too little variety for a key (a repeated character or pattern); use `openssl rand -hex 32`',
+    );
   if (!env.DATABASE_URL)
     problems.push(
       'DATABASE_URL: required in production (the embedded Postgres is for development)',
     );
-  if (
-    env.ADMIN_PASSWORD &&
-    ['admin', 'password', 'changeme', 'admin123'].includes(env.ADMIN_PASSWORD)
-  ) {
-    problems.push('ADMIN_PASSWORD: a default password is refused in production');
+  for (const name of ['ADMIN_PASSWORD', 'METRICS_PASSWORD'] as const) {
+    const password = env[name];
+    if (password && isDefaultPassword(password))
+      problems.push(`${name}: a default password is refused in production`);
   }
   if ((env.METRICS_USER === undefined) !== (env.METRICS_PASSWORD === undefined)) {
     problems.push('METRICS_USER/METRICS_PASSWORD: set both or neither');

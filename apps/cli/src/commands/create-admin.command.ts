@@ -3,8 +3,8 @@ import { CliCommand } from '../cli-command';
 
 export const createAdminCommand: CliCommand = {
   name: 'create-admin',
-  usage: 'create-admin',
   description: 'Create user "admin", or reset its password, from ADMIN_PASSWORD',
+  options: [],
   async run(ctx) {
     const password = ctx.config.auth.adminPassword ?? '';
     if (password.trim().length === 0) {

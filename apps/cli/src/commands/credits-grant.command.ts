@@ -1,9 +1,6 @@
 import { AuditService, isUuid, UsersService } from '@app/auth';
 import { CreditsService } from '@app/credits';
-import { CliCommand, parseOptions } from '../cli-command';
-
-const USAGE =
-  'credits:grant --user <id|username> --amount <n> [--description <text>] [--idempotency-key <key>]';
+import { CliCommand } from '../cli-command';
 
 /**
  * Grants credits (seed 004 "Grant Emergency Credits") through the ledger, never by editing the
@@ -12,16 +9,20 @@ const USAGE =
  */
 export const creditsGrantCommand: CliCommand = {
   name: 'credits:grant',
-  usage: USAGE,
   description: 'Grant credits to a user (idempotent with --idempotency-key)',
-  async run(ctx, args) {
-    const { values } = parseOptions(args);
-    const user = values.get('user');
+  options: [
+    { name: 'user', value: '<id|username>', required: true, description: 'who gets them' },
+    { name: 'amount', value: '<n>', required: true, description: 'credits, a whole number' },
+    { name: 'description', value: '<text>', description: 'kept on the ledger row' },
+    {
+      name: 'idempotency-key',
+      value: '<key>',
+      description: 'the same key grants once, however often the command runs',
+    },
+  ],
+  async run(ctx, { values }) {
+    const user = values.get('user')!;
     const amount = Number(values.get('amount'));
-    if (!user || !values.has('amount')) {
-      ctx.print(`usage: npm run cli -- ${USAGE}`);
-      return 2;
-    }
     if (!Number.isSafeInteger(amount) || amount < 1) {
       ctx.print('error: --amount must be a whole number of credits, at least 1');
       return 2;

@@ -1,8 +1,6 @@
 import { AuditService } from '@app/auth';
 import { JobsService } from '@app/jobs';
-import { CliCommand, parseOptions } from '../cli-command';
-
-const USAGE = 'jobs:clear-stuck [--older-than-minutes <n>]';
+import { CliCommand } from '../cli-command';
 
 /**
  * Seed 004 "Clear Stuck Jobs" without the API: pending or generating jobs created more than N
@@ -11,14 +9,19 @@ const USAGE = 'jobs:clear-stuck [--older-than-minutes <n>]';
  */
 export const jobsClearStuckCommand: CliCommand = {
   name: 'jobs:clear-stuck',
-  usage: USAGE,
   description: 'Fail and refund jobs stuck in pending/generating (seed 004)',
-  async run(ctx, args) {
-    const { values } = parseOptions(args);
+  options: [
+    {
+      name: 'older-than-minutes',
+      value: '<n>',
+      description: 'age of a stuck job (default JOB_STUCK_TIMEOUT_MINUTES)',
+    },
+  ],
+  async run(ctx, { values }) {
     const raw = values.get('older-than-minutes');
     const minutes = raw === undefined ? ctx.config.jobs.stuckTimeoutMinutes : Number(raw);
     if (!Number.isSafeInteger(minutes) || minutes < 1) {
-      ctx.print(`usage: npm run cli -- ${USAGE}  (minutes: a whole number, at least 1)`);
+      ctx.print('error: --older-than-minutes must be a whole number, at least 1');
       return 2;
     }
     const app = await ctx.app();

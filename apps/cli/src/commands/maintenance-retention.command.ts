@@ -8,8 +8,8 @@ import { CliCommand } from '../cli-command';
  */
 export const maintenanceRetentionCommand: CliCommand = {
   name: 'maintenance:retention',
-  usage: 'maintenance:retention',
   description: 'Drop request logs, audit rows and finished jobs past their retention now',
+  options: [],
   async run(ctx) {
     const app = await ctx.app();
     const report = await app.get(JobMaintenance).runRetention();

@@ -1,6 +1,6 @@
 import { DataSource, QueryRunner } from 'typeorm';
 import { MIGRATION_LOCK_ID, migrationsOn } from '@app/database';
-import { CliCommand, parseOptions } from '../cli-command';
+import { CliCommand } from '../cli-command';
 import { withMigrationDataSource } from './migration-data-source';
 
 /** Reverting it would drop every table: that is a restore from backup, not a rollback. */
@@ -29,10 +29,9 @@ function known(dataSource: DataSource, name: string): boolean {
  */
 export const migrateRevertCommand: CliCommand = {
   name: 'migrate:revert',
-  usage: 'migrate:revert [--dry]',
   description: 'Revert the last applied migration (--dry names it without reverting)',
-  async run(ctx, args) {
-    const { flags } = parseOptions(args);
+  options: [{ name: 'dry', description: 'name the migration it would revert, revert nothing' }],
+  async run(ctx, { flags }) {
     return withMigrationDataSource(ctx, async (dataSource) => {
       const runner = dataSource.createQueryRunner();
       await runner.connect();

@@ -1,13 +1,12 @@
 import { pendingMigrations, runMigrationsLocked } from '@app/database';
-import { CliCommand, parseOptions } from '../cli-command';
+import { CliCommand } from '../cli-command';
 import { withMigrationDataSource } from './migration-data-source';
 
 export const migrateCommand: CliCommand = {
   name: 'migrate',
-  usage: 'migrate [--dry]',
   description: 'Apply pending database migrations (--dry lists them without applying)',
-  async run(ctx, args) {
-    const { flags } = parseOptions(args);
+  options: [{ name: 'dry', description: 'list the pending migrations, apply nothing' }],
+  async run(ctx, { flags }) {
     return withMigrationDataSource(ctx, async (dataSource) => {
       const pending = await pendingMigrations(dataSource);
       if (flags.has('dry')) {

@@ -1,5 +1,5 @@
 import { parseAddSession, SessionsService } from '@app/sessions';
-import { CliCommand, parseOptions } from '../cli-command';
+import { CliCommand } from '../cli-command';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -11,21 +11,23 @@ async function readStdin(): Promise<string> {
  * Adds one upstream credential to the pool, the same as POST /admin/sessions. `--cookie -`
  * reads it from stdin so it stays out of shell history and `ps`.
  */
-const USAGE =
-  'sessions:add --provider <name> --cookie <text|-> [--metadata <json>] [--expires-at <iso>]';
-
 export const sessionsAddCommand: CliCommand = {
   name: 'sessions:add',
-  usage: USAGE,
   description: 'Add an upstream session (credential) to the pool, encrypted at rest',
-  async run(ctx, args) {
-    const { values } = parseOptions(args);
-    const provider = values.get('provider');
-    let cookie = values.get('cookie');
-    if (!provider || cookie === undefined) {
-      ctx.print(`usage: npm run cli -- ${USAGE}`);
-      return 2;
-    }
+  options: [
+    { name: 'provider', value: '<name>', required: true, description: 'the provider it is for' },
+    {
+      name: 'cookie',
+      value: '<text|->',
+      required: true,
+      description: 'the credential; - reads it from stdin (out of shell history and ps)',
+    },
+    { name: 'metadata', value: '<json>', description: 'a JSON object kept with it' },
+    { name: 'expires-at', value: '<iso>', description: 'when it stops being used' },
+  ],
+  async run(ctx, { values }) {
+    const provider = values.get('provider')!;
+    let cookie = values.get('cookie')!;
     if (cookie === '-') cookie = await readStdin();
     let metadata: unknown = { source: 'cli' };
     const rawMetadata = values.get('metadata');

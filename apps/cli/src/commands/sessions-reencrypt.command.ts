@@ -8,8 +8,8 @@ import { CliCommand } from '../cli-command';
  */
 export const sessionsReencryptCommand: CliCommand = {
   name: 'sessions:reencrypt',
-  usage: 'sessions:reencrypt',
   description: 'Re-encrypt every session credential under SESSION_ENCRYPTION_KEY',
+  options: [],
   async run(ctx) {
     if (!ctx.config.sessions.encryptionKey) {
       ctx.print(
