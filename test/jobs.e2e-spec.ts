@@ -204,7 +204,7 @@ describe('async generation jobs over HTTP and WebSocket', () => {
           request: { model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] },
         },
         404,
-        'model',
+        'request.model',
       ],
       [{ ...chatJob(), request: { ...chatJob().request, stream: true } }, 400, 'request.stream'],
       ['not an object', 400, null],

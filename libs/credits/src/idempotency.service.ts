@@ -68,6 +68,9 @@ export function parseIdempotencyKey(header: string | string[] | undefined): stri
  * the stored response (waiting while the first is still running), never a second charge; the
  * same key with another body is a 409. Only successful responses are stored: a failed attempt
  * (refunded, or refused before any charge) releases the key so that the retry runs again.
+ * The route is part of the fingerprint, and every route that takes the header claims here
+ * (chat, images, and the async job submit in libs/jobs): a key is one request on one endpoint,
+ * and the same key on another endpoint is the 409.
  */
 @Injectable()
 export class IdempotencyService {

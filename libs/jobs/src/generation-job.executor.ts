@@ -20,20 +20,30 @@ import {
 } from './job-executor';
 import { JobType } from './jobs.types';
 
-/** 400s name the field inside the job's `request` object (`request.messages`). */
-function validated(type: JobType, request: Record<string, unknown>): Record<string, unknown> {
+/**
+ * Errors about the job's request name the field inside its `request` object
+ * (`request.messages`, `request.model`), as docs/api.md documents them.
+ */
+function inRequest<T>(check: () => T): T {
   try {
-    return parseBody(type === 'chat' ? chatRequestSchema : imagesRequestSchema, request) as Record<
-      string,
-      unknown
-    >;
+    return check();
   } catch (err) {
-    if (err instanceof ApiError && err.status === 400) {
+    if (err instanceof ApiError && (err.status === 400 || err.code === 'model_not_found')) {
       const param = err.param ? `request.${err.param}` : 'request';
-      throw new ApiError(400, err.type, err.code, err.message, param);
+      throw new ApiError(err.status, err.type, err.code, err.message, param, err.headers);
     }
     throw err;
   }
+}
+
+function validated(type: JobType, request: Record<string, unknown>): Record<string, unknown> {
+  return inRequest(
+    () =>
+      parseBody(type === 'chat' ? chatRequestSchema : imagesRequestSchema, request) as Record<
+        string,
+        unknown
+      >,
+  );
 }
 
 /**
@@ -57,7 +67,7 @@ export class GenerationJobExecutor extends JobExecutor {
   validate(type: JobType, request: Record<string, unknown>): void {
     const body = validated(type, request);
     // Unknown model → 404 model_not_found now, not a failed job later.
-    this.registry.routesFor(String(body.model));
+    inRequest(() => this.registry.routesFor(String(body.model)));
   }
 
   async execute(

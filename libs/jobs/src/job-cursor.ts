@@ -25,11 +25,20 @@ export function encodeCursor(row: { createdAt: Date; id: string }): string {
   return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`, 'utf8').toString('base64url');
 }
 
+/**
+ * The dates a cursor may carry: years 1 to 9999. JavaScript parses dates from 271821 BC, which
+ * Postgres's timestamptz (from 4713 BC) refuses; no job was created outside these years anyway.
+ */
+const EARLIEST_CURSOR_MS = Date.parse('0001-01-01T00:00:00.000Z');
+const LATEST_CURSOR_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
 export function decodeCursor(cursor: string | undefined): JobCursor | undefined {
   if (cursor === undefined || cursor === '') return undefined;
   const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
   const createdAt = new Date(at ?? '');
-  if (!isUuid(id) || Number.isNaN(createdAt.getTime()))
+  const time = createdAt.getTime();
+  // NaN fails both comparisons.
+  if (!isUuid(id) || !(time >= EARLIEST_CURSOR_MS && time <= LATEST_CURSOR_MS))
     throw ApiError.badRequest('cursor is not valid', 'cursor', 'invalid_cursor');
   return { createdAt, id };
 }

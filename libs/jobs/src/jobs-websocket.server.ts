@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
 import { ApiKeyAuthService } from '@app/auth';
+import type { Principal } from '@app/auth';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LifecycleService } from '@app/health';
 import { ApiError, LOGGER, rawHttpAnswer, requestIdFrom, toEnvelope } from '@app/observability';
@@ -26,6 +27,8 @@ export const WS_PATH = '/v1/ws';
 export const WS_CLOSE = {
   unauthorized: 4401,
   forbidden: 4403,
+  /** More messages waiting for an answer than MAX_QUEUED_TASKS allows: the client floods. */
+  tooManyMessages: 4429,
   goingAway: 1001,
   tryAgainLater: 1013,
 } as const;
@@ -35,15 +38,32 @@ const MAX_SUBSCRIPTIONS = 1_000;
 const MAX_MESSAGE_BYTES = 16 * 1024;
 /** A client this far behind on reading is dropped instead of growing our memory. */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+/**
+ * Work a socket may have waiting (its messages and the events for it, handled one at a time).
+ * Room for a client that re-subscribes to every job it may follow (MAX_SUBSCRIPTIONS) at once
+ * after a reconnect; past it a client sends faster than it is answered, and its queue
+ * (up to MAX_MESSAGE_BYTES a message) would only grow.
+ */
+const MAX_QUEUED_TASKS = MAX_SUBSCRIPTIONS + 24;
 
 interface Client {
   ws: WebSocket;
   userId?: string;
+  /**
+   * Checks the socket's key again (revoked, expired, scope removed): the in-process key cache,
+   * which every replica drops entries from on a change (pub/sub), so no database round trip.
+   */
+  recheck?: () => Promise<Principal>;
   subscriptions: Set<string>;
   alive: boolean;
   authTimer?: NodeJS.Timeout;
-  /** Set while the key is being checked; messages that arrive meanwhile wait for it. */
-  authenticating?: Promise<void>;
+  /**
+   * The end of the socket's work queue. Its messages, and the events for it, run one at a time
+   * in the order they came: a subscribe that waits on the database must not let the unsubscribe
+   * sent after it (or an event) overtake it.
+   */
+  tail: Promise<void>;
+  queued: number;
 }
 
 type ClientMessage =
@@ -56,8 +76,10 @@ type ClientMessage =
  * Live job updates at /v1/ws (DESIGN §9). The API key comes in the upgrade's Authorization /
  * X-API-Key header, as `?api_key=` (browsers cannot set headers), or as the first message
  * `{"type":"auth","api_key":"…"}`. Until then the socket hears nothing; a bad or missing key
- * closes it with 4401. A socket hears about all of its user's jobs, or only the ones it
- * subscribed to. Events come from every replica through JobEvents.
+ * closes it with 4401, and so does a key revoked or expired later (checked before anything is
+ * sent, and at each heartbeat). A socket hears about all of its user's jobs, or only the ones it
+ * subscribed to; its messages are answered one at a time, in order. Events come from every
+ * replica through JobEvents.
  */
 @Injectable()
 export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -166,22 +188,33 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
   }
 
   private onConnection(ws: WebSocket, request: IncomingMessage, url: URL): void {
-    const client: Client = { ws, subscriptions: new Set(), alive: true };
+    const client: Client = {
+      ws,
+      subscriptions: new Set(),
+      alive: true,
+      tail: Promise.resolve(),
+      queued: 0,
+    };
     this.all.add(client);
     ws.on('pong', () => (client.alive = true));
     ws.on('error', () => undefined);
     ws.on('close', () => this.forget(client));
-    ws.on('message', (data, isBinary) => void this.onMessage(client, data.toString(), isBinary));
+    ws.on('message', (data, isBinary) => {
+      const raw = data.toString();
+      if (!this.enqueue(client, () => this.onMessage(client, raw, isBinary)))
+        this.refuse(client, WS_CLOSE.tooManyMessages, 'too many messages waiting for an answer');
+    });
 
     const headers = request.headers;
     const queryKey = url.searchParams.get('api_key');
+    // First in the queue: messages that arrive meanwhile wait for the verdict.
     if (headers.authorization !== undefined || headers['x-api-key'] !== undefined) {
-      client.authenticating = this.authenticate(client, () =>
-        this.auth.authenticateHeaders(headers, ['jobs']),
+      this.enqueue(client, () =>
+        this.authenticate(client, () => this.auth.authenticateHeaders(headers, ['jobs'])),
       );
     } else if (queryKey !== null) {
-      client.authenticating = this.authenticate(client, () =>
-        this.auth.authenticateKey(queryKey, ['jobs']),
+      this.enqueue(client, () =>
+        this.authenticate(client, () => this.auth.authenticateKey(queryKey, ['jobs'])),
       );
     } else {
       client.authTimer = setTimeout(
@@ -192,32 +225,68 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
     }
   }
 
-  private async authenticate(
-    client: Client,
-    check: () => Promise<{ userId: string }>,
-  ): Promise<void> {
+  /**
+   * Appends work to the socket's queue; false (nothing queued) when MAX_QUEUED_TASKS are
+   * already waiting. Work for a socket that has closed meanwhile is skipped.
+   */
+  private enqueue(client: Client, task: () => Promise<void>): boolean {
+    if (client.queued >= MAX_QUEUED_TASKS) return false;
+    client.queued++;
+    client.tail = client.tail.then(async () => {
+      try {
+        if (client.ws.readyState === WebSocket.OPEN) await task();
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, 'WebSocket message handling failed');
+      } finally {
+        client.queued--;
+      }
+    });
+    return true;
+  }
+
+  private async authenticate(client: Client, check: () => Promise<Principal>): Promise<void> {
     if (client.authTimer) clearTimeout(client.authTimer);
     client.authTimer = undefined;
     try {
       const principal = await check();
       if (client.ws.readyState !== WebSocket.OPEN) return;
       client.userId = principal.userId;
+      client.recheck = check;
       let set = this.byUser.get(principal.userId);
       if (!set) this.byUser.set(principal.userId, (set = new Set()));
       set.add(client);
       wsConnections.inc();
       this.send(client, { type: 'ready' });
     } catch (err) {
-      const status = err instanceof ApiError ? err.status : 500;
-      if (status === 403) this.refuse(client, WS_CLOSE.forbidden, 'forbidden');
-      else if (status === 401) this.refuse(client, WS_CLOSE.unauthorized, 'unauthorized');
-      else this.refuse(client, WS_CLOSE.tryAgainLater, 'try again later');
+      this.refuseForAuth(client, err);
     }
   }
 
+  /**
+   * Whether the socket's key still holds (DESIGN §5: a revocation reaches every replica within
+   * 1 s); when it does not, the socket is closed as at authentication (4401, or 4403 for a key
+   * that lost the `jobs` scope) and must be told nothing more. Called before anything is sent.
+   */
+  private async keyStillValid(client: Client): Promise<boolean> {
+    if (!client.recheck) return false;
+    try {
+      await client.recheck();
+    } catch (err) {
+      this.refuseForAuth(client, err);
+      return false;
+    }
+    return client.ws.readyState === WebSocket.OPEN;
+  }
+
+  private refuseForAuth(client: Client, err: unknown): void {
+    const status = err instanceof ApiError ? err.status : 500;
+    if (status === 403) this.refuse(client, WS_CLOSE.forbidden, 'forbidden');
+    else if (status === 401) this.refuse(client, WS_CLOSE.unauthorized, 'unauthorized');
+    else this.refuse(client, WS_CLOSE.tryAgainLater, 'try again later');
+  }
+
+  /** One message, run from the socket's queue (after any authentication in progress). */
   private async onMessage(client: Client, raw: string, isBinary: boolean): Promise<void> {
-    if (client.authenticating) await client.authenticating;
-    if (client.ws.readyState !== WebSocket.OPEN) return;
     let message: ClientMessage | undefined;
     try {
       message = isBinary ? undefined : (JSON.parse(raw) as ClientMessage);
@@ -230,13 +299,11 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
         this.refuse(client, WS_CLOSE.unauthorized, 'unauthorized');
       } else if (message?.type === 'auth' && typeof message.api_key === 'string') {
         const key = message.api_key;
-        client.authenticating = this.authenticate(client, () =>
-          this.auth.authenticateKey(key, ['jobs']),
-        );
-        await client.authenticating;
+        await this.authenticate(client, () => this.auth.authenticateKey(key, ['jobs']));
       } else this.refuse(client, WS_CLOSE.unauthorized, 'unauthorized');
       return;
     }
+    if (!(await this.keyStillValid(client))) return;
     if (!message || typeof message !== 'object') {
       this.send(client, { type: 'error', code: 'invalid_message', message: 'expected JSON' });
       return;
@@ -294,13 +361,22 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
     );
   }
 
+  /**
+   * Queued behind the socket's messages, so that an event is judged by the subscriptions as
+   * the client last set them, and sent only while the socket's key still holds.
+   */
   private deliver(event: JobEvent): void {
     const clients = this.byUser.get(event.userId);
     if (!clients) return;
     const message = jobMessage(event);
-    for (const client of clients)
-      if (client.subscriptions.size === 0 || client.subscriptions.has(event.id))
-        this.send(client, message);
+    for (const client of clients) {
+      const queued = this.enqueue(client, async () => {
+        if (client.subscriptions.size > 0 && !client.subscriptions.has(event.id)) return;
+        if (await this.keyStillValid(client)) this.send(client, message);
+      });
+      // Its queue is stuck (on the database): a client that reconnects will catch up.
+      if (!queued) this.refuse(client, WS_CLOSE.tryAgainLater, 'too far behind');
+    }
   }
 
   private send(client: Client, message: Record<string, unknown>): void {
@@ -323,7 +399,10 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
       }
       client.alive = false;
       client.ws.ping();
-      this.send(client, { type: 'ping' });
+      // Also how an idle socket learns that its key was revoked or has expired.
+      this.enqueue(client, async () => {
+        if (await this.keyStillValid(client)) this.send(client, { type: 'ping' });
+      });
     }
   }
 

@@ -3,7 +3,12 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import type { Principal } from '@app/auth';
 import { APP_CONFIG, AppConfig } from '@app/config';
-import { canonicalJson, CreditsService, idempotencyConflict } from '@app/credits';
+import {
+  canonicalJson,
+  CreditsService,
+  idempotencyConflict,
+  IdempotencyService,
+} from '@app/credits';
 import { DatabaseService } from '@app/database';
 import { ApiError, LOGGER } from '@app/observability';
 import { GenerationJobsRepository, QueueDepth } from './generation-jobs.repository';
@@ -28,6 +33,9 @@ import { SubmitJobInput } from './submit-job.dto';
 
 export const ADMIN_CLEAR_MESSAGE = 'stuck job cleared by admin';
 
+/** The route a submit claims its Idempotency-Key under, next to the synchronous routes' ones. */
+const SUBMIT_ROUTE = '/v1/generations';
+
 function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; driverError?: { code?: string } };
   return (e?.code ?? e?.driverError?.code) === '23505';
@@ -46,6 +54,7 @@ export class JobsService {
     private readonly events: JobEvents,
     private readonly executor: JobExecutor,
     private readonly credits: CreditsService,
+    private readonly idempotency: IdempotencyService,
   ) {}
 
   /**
@@ -60,10 +69,48 @@ export class JobsService {
     requestId: string | null,
   ): Promise<JobView> {
     await this.executor.validate(input.type, input.request);
-    if (idempotencyKey !== undefined) {
-      const existing = await this.replay(principal.userId, idempotencyKey, input);
-      if (existing) return existing;
+    if (idempotencyKey === undefined) return this.create(principal, input, undefined, requestId);
+    const existing = await this.replay(principal.userId, idempotencyKey, input);
+    if (existing) return existing;
+    // The synchronous routes keep their keys in the idempotency store (libs/credits). The submit
+    // claims the key there too, under its own route, in the same atomic claim they use: a key
+    // used on chat or images answers 409 idempotency_conflict here and the other way round,
+    // whichever came first or if both are sent at once, and never charges twice. A concurrent
+    // submit with the same body waits for the first and answers its job.
+    const claim = await this.idempotency.begin({
+      userId: principal.userId,
+      key: idempotencyKey,
+      method: 'POST',
+      route: SUBMIT_ROUTE,
+      body: { type: input.type, request: input.request },
+    });
+    if (claim.kind === 'replay')
+      return (
+        (await this.replay(principal.userId, idempotencyKey, input)) ??
+        // The job is gone already (retention shorter than the key's 24 h): its answer as it was.
+        (claim.response.body as JobView)
+      );
+    let job: JobView;
+    try {
+      job = await this.create(principal, input, idempotencyKey, requestId);
+    } catch (err) {
+      // Nothing was queued or charged: a retry with this key runs again.
+      await this.idempotency.release(claim).catch(() => undefined);
+      throw err;
     }
+    // Unrecorded, the claim stays held until its lock runs out, and the job row answers retries.
+    await this.idempotency
+      .complete(claim, { status: 202, headers: {}, body: job })
+      .catch(() => undefined);
+    return job;
+  }
+
+  private async create(
+    principal: Principal,
+    input: SubmitJobInput,
+    idempotencyKey: string | undefined,
+    requestId: string | null,
+  ): Promise<JobView> {
     const id = randomUUID();
     const model = input.request.model as string;
     const reservation = await this.credits.reserveFor({
