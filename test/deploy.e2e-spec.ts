@@ -453,6 +453,17 @@ describe('probe paths answer on a running gateway and worker', () => {
     expect(metrics).toContain('gateway_db_pool_connections');
   });
 
+  it('answers other paths and methods on the worker in the error envelope', async () => {
+    const answers = [
+      [await fetch(`${workerApp?.url}/v1/models`), 404, 'not_found'],
+      [await fetch(`${workerApp?.url}/metrics`, { method: 'POST' }), 405, 'method_not_allowed'],
+    ] as const;
+    for (const [res, status, code] of answers) {
+      expect(res.status).toBe(status);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+    }
+  });
+
   it('answers 200 on every path the manifests, the image and compose probe', async () => {
     const paths = new Set<string>([
       apiContainer.livenessProbe.httpGet.path,

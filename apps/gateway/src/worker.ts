@@ -1,5 +1,4 @@
 import 'reflect-metadata';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
@@ -9,7 +8,12 @@ import { register } from 'prom-client';
 import { AppConfig, loadConfigOrExit } from '@app/config';
 import { DatabaseService } from '@app/database';
 import { LifecycleService } from '@app/health';
-import { createLogger, PinoNestLogger } from '@app/observability';
+import {
+  createLogger,
+  METRICS_AUTH_REFUSAL,
+  metricsAuthorized,
+  PinoNestLogger,
+} from '@app/observability';
 import { AppModule } from './app.module';
 
 export interface WorkerApp {
@@ -61,12 +65,6 @@ export async function createWorker(
   };
 }
 
-/** Compares digests, so neither the content nor the length of the secret leaks through timing. */
-function safeEqual(a: string, b: string): boolean {
-  const digest = (v: string) => createHash('sha256').update(v).digest();
-  return timingSafeEqual(digest(a), digest(b));
-}
-
 /**
  * The worker has no API, but Prometheus must see what it does (jobs, upstream calls, credits)
  * and Kubernetes must probe it: /metrics (same basic auth as the gateway), /health/live and
@@ -79,32 +77,53 @@ async function listen(
 ): Promise<Server> {
   const database = app.get(DatabaseService);
   const lifecycle = app.get(LifecycleService);
-  const json = (res: ServerResponse, status: number, body: unknown) => {
-    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  const json = (res: ServerResponse, status: number, body: unknown, headers = {}) => {
+    res
+      .writeHead(status, { ...headers, 'content-type': 'application/json' })
+      .end(JSON.stringify(body));
   };
+  // The gateway's error envelope, so that a probe or a scraper misconfigured against the worker
+  // reads the same kind of answer as from the gateway.
+  const refuse = (
+    res: ServerResponse,
+    status: number,
+    type: string,
+    code: string,
+    message: string,
+    headers = {},
+  ) => json(res, status, { error: { message, type, code, param: null } }, headers);
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET') return json(res, 405, { status: 'method not allowed' });
+    if (req.method !== 'GET')
+      return refuse(
+        res,
+        405,
+        'invalid_request_error',
+        'method_not_allowed',
+        `The worker answers only GET, not ${req.method}`,
+        { allow: 'GET' },
+      );
     if (path === '/health/live') return json(res, 200, { status: 'ok' });
     if (path === '/health/ready') {
       const ready = database.isReachable && !lifecycle.isShuttingDown;
       return json(res, ready ? 200 : 503, { status: ready ? 'ok' : 'unavailable' });
     }
-    if (path !== '/metrics') return json(res, 404, { status: 'not found' });
-    const { user, password } = config.metrics;
-    if (user && password) {
-      const header = req.headers.authorization ?? '';
-      const given = header.startsWith('Basic ')
-        ? Buffer.from(header.slice(6), 'base64').toString()
-        : '';
-      if (!safeEqual(given, `${user}:${password}`)) {
-        res.writeHead(401, { 'www-authenticate': 'Basic realm="metrics"' }).end();
-        return;
-      }
-    }
+    if (path !== '/metrics')
+      return refuse(
+        res,
+        404,
+        'not_found_error',
+        'not_found',
+        'The worker serves only /health/live, /health/ready and /metrics',
+      );
+    if (!metricsAuthorized(req.headers.authorization, config.metrics))
+      return json(res, 401, METRICS_AUTH_REFUSAL.body, {
+        'www-authenticate': METRICS_AUTH_REFUSAL.challenge,
+      });
     void register.metrics().then(
       (text) => res.writeHead(200, { 'content-type': register.contentType }).end(text),
-      () => res.writeHead(500).end(),
+      () =>
+        refuse(res, 500, 'server_error', 'internal_error', 'The metrics could not be collected'),
     );
   });
   await new Promise<void>((resolve, reject) => {

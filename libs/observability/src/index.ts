@@ -16,5 +16,6 @@ export type { CompletedRequest, UnparsedRequest } from './http-observability';
 export { annotateRequest, requestAnnotations } from './request-annotations';
 export type { RequestAnnotations } from './request-annotations';
 export { counter, gauge, histogram } from './metrics';
+export { METRICS_AUTH_REFUSAL, metricsAuthorized } from './metrics.controller';
 export { ObservabilityModule } from './observability.module';
 export { LOGGER } from './observability.tokens';

@@ -11,6 +11,36 @@ function safeEqual(a: string, b: string): boolean {
   return timingSafeEqual(digest(a), digest(b));
 }
 
+/**
+ * Whether a request may read /metrics (the gateway's and the worker's): always when
+ * METRICS_USER and METRICS_PASSWORD are not both set, else only with those basic credentials.
+ */
+export function metricsAuthorized(
+  authorization: string | undefined,
+  metrics: AppConfig['metrics'],
+): boolean {
+  const { user, password } = metrics;
+  if (!user || !password) return true;
+  const header = authorization ?? '';
+  const given = header.startsWith('Basic ')
+    ? Buffer.from(header.slice(6), 'base64').toString()
+    : '';
+  return safeEqual(given, `${user}:${password}`);
+}
+
+/** The 401 answer of an unauthorized /metrics read, with its `www-authenticate` challenge. */
+export const METRICS_AUTH_REFUSAL = {
+  challenge: 'Basic realm="metrics"',
+  body: {
+    error: {
+      message: 'Metrics need basic auth',
+      type: 'authentication_error',
+      code: 'metrics_auth',
+      param: null,
+    },
+  },
+} as const;
+
 /** /metrics, behind basic auth when METRICS_USER and METRICS_PASSWORD are set. */
 @Controller()
 export class MetricsController extends PrometheusController {
@@ -23,26 +53,12 @@ export class MetricsController extends PrometheusController {
     @Res({ passthrough: false }) reply: FastifyReply,
     @Req() request?: FastifyRequest,
   ): Promise<string> {
-    const { user, password } = this.config.metrics;
-    if (user && password) {
-      const header = request?.headers.authorization ?? '';
-      const decoded = header.startsWith('Basic ')
-        ? Buffer.from(header.slice(6), 'base64').toString()
-        : '';
-      if (!safeEqual(decoded, `${user}:${password}`)) {
-        void reply
-          .status(401)
-          .header('www-authenticate', 'Basic realm="metrics"')
-          .send({
-            error: {
-              message: 'Metrics need basic auth',
-              type: 'authentication_error',
-              code: 'metrics_auth',
-              param: null,
-            },
-          });
-        return '';
-      }
+    if (!metricsAuthorized(request?.headers.authorization, this.config.metrics)) {
+      void reply
+        .status(401)
+        .header('www-authenticate', METRICS_AUTH_REFUSAL.challenge)
+        .send(METRICS_AUTH_REFUSAL.body);
+      return '';
     }
     void reply.header('content-type', register.contentType).send(await register.metrics());
     return '';
