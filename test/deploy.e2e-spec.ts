@@ -63,7 +63,8 @@ function entryPoint(command: string[]): string {
 /** `npm start` as an argv: what the image and the Deployment must run for the gateway. */
 function npmStartCommand(): string[] {
   const pkg = JSON.parse(repoFile('package.json')) as { scripts: { start: string } };
-  return pkg.scripts.start.split(/\s+/);
+  // `exec` hands npm's shell over to node, so signals reach it; a container runs node directly.
+  return pkg.scripts.start.replace(/^exec\s+/, '').split(/\s+/);
 }
 
 function sourceOf(distPath: string): string {
