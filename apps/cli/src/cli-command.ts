@@ -2,6 +2,9 @@ import type { INestApplicationContext } from '@nestjs/common';
 import type { Logger } from 'pino';
 import type { AppConfig } from '@app/config';
 
+/** First words that ask for the list of commands (`help <command>`: that command's options). */
+export const HELP_WORDS: ReadonlySet<string> = new Set(['--help', '-h', 'help']);
+
 export interface CliContext {
   config: AppConfig;
   logger: Logger;

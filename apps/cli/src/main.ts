@@ -4,10 +4,16 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { loadConfigOrExit } from '@app/config';
 import { createLogger, PinoNestLogger } from '@app/observability';
 import { AppModule } from '../../gateway/src/app.module';
-import { CliArgs, CliContext, CliUsageError, helpOf, parseArgs, usageOf } from './cli-command';
+import {
+  CliArgs,
+  CliContext,
+  CliUsageError,
+  HELP_WORDS,
+  helpOf,
+  parseArgs,
+  usageOf,
+} from './cli-command';
 import { COMMANDS } from './commands';
-
-const HELP = new Set(['--help', '-h', 'help']);
 
 function usage(): string {
   const lines = [
@@ -25,7 +31,7 @@ export async function runCli(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
   let [name, ...args] = argv;
-  if (HELP.has(name)) {
+  if (HELP_WORDS.has(name)) {
     // `help <command>` is `<command> --help`.
     if (args.length === 0) {
       process.stdout.write(`${usage()}\n`);
