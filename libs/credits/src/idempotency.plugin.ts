@@ -13,11 +13,6 @@ const REQUEST_HASH = Symbol('idempotency.requestHash');
 const CLAIM = Symbol('idempotency.claim');
 const PREPAID_JOB_STATE = 'switchyard:prepaid-job';
 /**
- * Set on a context answered from the store, for the conversation plugin (libs/generation): a
- * replay is an earlier request's answer again, not a new turn to remember.
- */
-const IDEMPOTENT_REPLAY_STATE = 'switchyard:idempotent-replay';
-/**
  * Where the answer is recorded: after every plugin that writes response headers in its finish
  * (the cache bills a hit at 30, credits settle at 40), so that a replay carries the headers of
  * the settled request rather than those of its hold.
@@ -81,7 +76,6 @@ export class IdempotencyPlugin implements GenerationPlugin, OnModuleInit {
       ctx.state.set(CLAIM, claim);
       return undefined;
     }
-    ctx.state.set(IDEMPOTENT_REPLAY_STATE, true);
     ctx.responseHeaders['idempotent-replayed'] = 'true';
     const headers = claim.response.headers;
     for (const name of ['x-credits-remaining', 'x-cache'])
@@ -89,6 +83,7 @@ export class IdempotencyPlugin implements GenerationPlugin, OnModuleInit {
     return {
       body: claim.response.body as StoredAnswer['body'],
       provider: headers['x-provider'] ?? 'replay',
+      replay: true,
     };
   }
 

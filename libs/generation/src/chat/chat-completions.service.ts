@@ -288,6 +288,7 @@ export class ChatCompletionsService {
       provider: stored.provider,
       attempts: 0,
       cached: true,
+      replayed: stored.replay === true,
       usage: completion.usage ?? null,
       completion,
     });

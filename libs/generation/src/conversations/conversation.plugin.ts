@@ -6,8 +6,6 @@ import { ConversationService, ConversationTurn } from './conversation.service';
 
 const CONVERSATION_ID = Symbol('conversation.id');
 const TURN = Symbol('conversation.turn');
-/** Set by the Idempotency-Key plugin (libs/credits) when it answers from its store. */
-const IDEMPOTENT_REPLAY_STATE = 'switchyard:idempotent-replay';
 
 /**
  * X-Conversation-Id in the chat pipeline: validated at admission (a malformed id is a 400 before
@@ -52,9 +50,9 @@ export class ConversationPlugin implements GenerationPlugin, OnModuleInit {
   async finish(ctx: GenerationContext, outcome: GenerationOutcome): Promise<void> {
     const turn = ctx.state.get(TURN) as ConversationTurn | undefined;
     const reply = outcome.completion?.choices[0]?.message;
-    // A failed or cut-short turn leaves the conversation as it was: the client will retry it.
-    if (!turn || outcome.status !== 'succeeded' || !reply) return;
-    if (ctx.state.has(IDEMPOTENT_REPLAY_STATE)) return;
+    // A failed or cut-short turn leaves the conversation as it was: the client will retry it; a
+    // replay's turn was appended by the request it repeats.
+    if (!turn || outcome.status !== 'succeeded' || outcome.replayed || !reply) return;
     await this.conversations.complete(turn, reply as ChatMessage);
   }
 }

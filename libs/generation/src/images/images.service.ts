@@ -42,6 +42,7 @@ export class ImagesService {
           attempts: 0,
           statusCode: 200,
           cached: true,
+          replayed: stored.replay === true,
           images: body.data.length,
           imagesResponse: body,
         });

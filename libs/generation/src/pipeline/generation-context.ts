@@ -61,6 +61,11 @@ export interface GenerationOutcome {
   provider: string | null;
   /** True when a plugin answered (cache, idempotent replay) without an upstream call. */
   cached: boolean;
+  /**
+   * An Idempotency-Key replay: an earlier request's answer again, not an answer to this turn
+   * (conversations append nothing for it; a cache hit is a real answer and is not a replay).
+   */
+  replayed: boolean;
   /** Tokens used; `estimated` when the upstream never said (cut stream). */
   usage: (Usage & { estimated?: boolean }) | null;
   /** Images delivered (image generations). */
@@ -80,6 +85,8 @@ export interface GenerationOutcome {
 export interface StoredAnswer {
   body: ChatCompletion | ImagesResponse;
   provider: string;
+  /** An earlier request's answer again (GenerationOutcome.replayed). */
+  replay?: boolean;
 }
 
 /** What differs between outcomes; the model and latency come from the context. */
@@ -111,6 +118,7 @@ export function generationOutcome(
     model: ctx.model,
     provider: fields.provider,
     cached: fields.cached ?? false,
+    replayed: fields.replayed ?? false,
     usage: fields.usage ?? null,
     images: fields.images ?? 0,
     latencyMs: performance.now() - ctx.startedAt,
