@@ -1,6 +1,6 @@
 import { newConsumer } from './support/auth-factory';
 import { startGateway } from './support/gateway';
-import { startMockUpstream, writeProvidersFile } from './support/mock-upstream';
+import { startMockUpstream, oneProviderFile } from './support/mock-upstream';
 import { startRedisServer } from './support/redis-server';
 
 /**
@@ -11,16 +11,7 @@ describe('Redis killed mid-traffic', () => {
   it('fails no request while cache, limits and conversations fall back and come back', async () => {
     const upstream = await startMockUpstream('primary');
     upstream.always({ mode: 'ok', content: 'steady answer', delayMs: 5 });
-    const file = writeProvidersFile(
-      [
-        'providers:',
-        '  - name: primary',
-        '    kind: openai',
-        `    base_url: ${upstream.url}`,
-        '    models: [gpt-drill]',
-        '',
-      ].join('\n'),
-    );
+    const file = oneProviderFile(upstream.url, ['gpt-drill']);
     const server = await startRedisServer();
     const gw = await startGateway({ redis: server.url, env: { PROVIDERS_FILE: file } });
     const fallbackGauge = async () => {

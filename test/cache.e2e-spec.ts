@@ -3,7 +3,7 @@ import { APP_CONFIG, AppConfig } from '@app/config';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { metricValue } from './support/auth-probe';
 import { startGateway, TestGateway } from './support/gateway';
-import { MockUpstream, startMockUpstream, writeProvidersFile } from './support/mock-upstream';
+import { MockUpstream, startMockUpstream, oneProviderFile } from './support/mock-upstream';
 import { startRedisServer } from './support/redis-server';
 import { testEnv } from './support/test-env';
 
@@ -11,19 +11,10 @@ const MODEL = 'gpt-cache-test';
 const OTHER_MODEL = 'gpt-cache-other';
 
 function providers(upstream: MockUpstream): string {
-  return writeProvidersFile(
-    [
-      'providers:',
-      '  - name: primary',
-      '    kind: openai',
-      `    base_url: ${upstream.url}`,
-      '    priority: 1',
-      `    models: [${MODEL}, ${OTHER_MODEL}]`,
-      '    timeout_ms: 5000',
-      'pricing:',
-      `  - { model: ${MODEL}, per_request: 5 }`,
-      '',
-    ].join('\n'),
+  return oneProviderFile(
+    upstream.url,
+    [MODEL, OTHER_MODEL],
+    [`{ model: ${MODEL}, per_request: 5 }`],
   );
 }
 

@@ -1,6 +1,6 @@
 import { newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
-import { MockUpstream, startMockUpstream, writeProvidersFile } from './support/mock-upstream';
+import { MockUpstream, startMockUpstream, oneProviderFile } from './support/mock-upstream';
 
 const MODEL = 'gpt-conv-test';
 
@@ -10,20 +10,7 @@ interface Message {
 }
 
 function providers(upstream: MockUpstream): string {
-  return writeProvidersFile(
-    [
-      'providers:',
-      '  - name: primary',
-      '    kind: openai',
-      `    base_url: ${upstream.url}`,
-      '    priority: 1',
-      `    models: [${MODEL}]`,
-      '    timeout_ms: 5000',
-      'pricing:',
-      `  - { model: ${MODEL}, per_request: 3 }`,
-      '',
-    ].join('\n'),
-  );
+  return oneProviderFile(upstream.url, [MODEL], [`{ model: ${MODEL}, per_request: 3 }`]);
 }
 
 async function chat(

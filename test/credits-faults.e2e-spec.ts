@@ -47,6 +47,44 @@ pricing:
   - { model: flat-gpt, per_request: 10 }
 `);
 
+/** A gateway whose database is reached through a relay the test controls. */
+interface RelayedGateway {
+  up: MockUpstream;
+  gw: TestGateway;
+  proxy: TcpProxy;
+  databaseUrl: string;
+  /** A direct connection, not through the relay: for looking at the books. */
+  pg: Client;
+  /** 100 credits; its key is in the gateway's key cache, so it works without the database. */
+  consumer: TestConsumer;
+}
+
+async function startRelayedGateway(
+  upstreamName: string,
+  env: Record<string, string>,
+): Promise<RelayedGateway> {
+  const up = await startMockUpstream(upstreamName);
+  const databaseUrl = await createTestDatabase();
+  const relay = await relayDatabase(databaseUrl);
+  const gw = await startGateway({
+    databaseUrl: relay.url,
+    env: { PROVIDERS_FILE: flatPriceProviders(up.url), DB_CONNECT_TIMEOUT_MS: '500', ...env },
+  });
+  const pg = new Client({ connectionString: databaseUrl });
+  await pg.connect();
+  const consumer = await newConsumer(gw, { credits: 100 });
+  expect((await askAs(gw, consumer)).status).toBe(200);
+  return { up, gw, proxy: relay.proxy, databaseUrl, pg, consumer };
+}
+
+async function stopRelayedGateway(f: Partial<RelayedGateway>): Promise<void> {
+  await f.pg?.end();
+  await f.gw?.close();
+  await f.proxy?.cut().catch(() => undefined);
+  await f.up?.stop();
+  if (f.databaseUrl) await dropDatabase(f.databaseUrl);
+}
+
 describe('credits when the database fails', () => {
   let up: MockUpstream;
   let gw: TestGateway;
@@ -60,29 +98,13 @@ describe('credits when the database fails', () => {
   const ready = () => isReady(gw);
 
   beforeAll(async () => {
-    up = await startMockUpstream('faults-upstream');
-    const file = flatPriceProviders(up.url);
-    databaseUrl = await createTestDatabase();
-    const relay = await relayDatabase(databaseUrl);
-    proxy = relay.proxy;
-    gw = await startGateway({
-      databaseUrl: relay.url,
-      env: { PROVIDERS_FILE: file, DB_CONNECT_TIMEOUT_MS: '500' },
-    });
-    pg = new Client({ connectionString: databaseUrl });
-    await pg.connect();
-    consumer = await newConsumer(gw, { credits: 100 });
-    // The key is now in the gateway's key cache: authentication works without the database.
-    expect((await ask()).status).toBe(200);
+    ({ up, gw, proxy, databaseUrl, pg, consumer } = await startRelayedGateway(
+      'faults-upstream',
+      {},
+    ));
   });
 
-  afterAll(async () => {
-    await pg?.end();
-    await gw?.close();
-    await proxy?.cut().catch(() => undefined);
-    await up?.stop();
-    if (databaseUrl) await dropDatabase(databaseUrl);
-  });
+  afterAll(() => stopRelayedGateway({ up, gw, proxy, databaseUrl, pg }));
 
   beforeEach(() => up.reset());
 
@@ -240,29 +262,13 @@ describe('credit holds whose write is in doubt', () => {
   const ready = () => isReady(gw);
 
   beforeAll(async () => {
-    up = await startMockUpstream('in-doubt-upstream');
-    const file = flatPriceProviders(up.url);
-    databaseUrl = await createTestDatabase();
-    const relay = await relayDatabase(databaseUrl);
-    proxy = relay.proxy;
-    gw = await startGateway({
-      databaseUrl: relay.url,
-      // A reply not back within 1.3 s (statement timeout + 1 s) is given up on.
-      env: { PROVIDERS_FILE: file, DB_CONNECT_TIMEOUT_MS: '500', DB_STATEMENT_TIMEOUT_MS: '300' },
-    });
-    pg = new Client({ connectionString: databaseUrl });
-    await pg.connect();
-    consumer = await newConsumer(gw, { credits: 100 });
-    expect((await ask()).status).toBe(200);
+    // A reply not back within 1.3 s (statement timeout + 1 s) is given up on.
+    ({ up, gw, proxy, databaseUrl, pg, consumer } = await startRelayedGateway('in-doubt-upstream', {
+      DB_STATEMENT_TIMEOUT_MS: '300',
+    }));
   });
 
-  afterAll(async () => {
-    await pg?.end();
-    await gw?.close();
-    await proxy?.cut().catch(() => undefined);
-    await up?.stop();
-    if (databaseUrl) await dropDatabase(databaseUrl);
-  });
+  afterAll(() => stopRelayedGateway({ up, gw, proxy, databaseUrl, pg }));
 
   it('refunds a hold that was written although its reply was lost', async () => {
     const before = await balance();

@@ -184,6 +184,12 @@ describe('jobs: audit fixes (WebSocket order and revocation, shared Idempotency-
 
   describe('Idempotency-Key shared by the synchronous routes and POST /v1/generations', () => {
     const chatBody = chatJob('shared key').request;
+    const post = (
+      consumer: TestConsumer,
+      path: string,
+      body: unknown,
+      headers: Record<string, string>,
+    ) => call(quiet, 'POST', path, consumer.key, body, headers);
 
     async function jobsWithKey(userId: string, key: string): Promise<number> {
       const { rows } = await pg.query(
@@ -197,24 +203,10 @@ describe('jobs: audit fixes (WebSocket order and revocation, shared Idempotency-
       const consumer = await newConsumer(quiet, { credits: 1000 });
       const headers = { 'idempotency-key': `cross-sync-${randomUUID()}` };
       const before = await balance(quiet, consumer.key);
-      const sync = await call(
-        quiet,
-        'POST',
-        '/v1/chat/completions',
-        consumer.key,
-        chatBody,
-        headers,
-      );
+      const sync = await post(consumer, '/v1/chat/completions', chatBody, headers);
       expect(sync.status).toBe(200);
 
-      const job = await call(
-        quiet,
-        'POST',
-        '/v1/generations',
-        consumer.key,
-        chatJob('shared key'),
-        headers,
-      );
+      const job = await post(consumer, '/v1/generations', chatJob('shared key'), headers);
       expect(job.status).toBe(409);
       expect(job.body.error).toMatchObject({
         type: 'conflict_error',
@@ -223,14 +215,7 @@ describe('jobs: audit fixes (WebSocket order and revocation, shared Idempotency-
       });
       expect(await jobsWithKey(consumer.userId, headers['idempotency-key'])).toBe(0);
       // The synchronous route still replays its own answer.
-      const again = await call(
-        quiet,
-        'POST',
-        '/v1/chat/completions',
-        consumer.key,
-        chatBody,
-        headers,
-      );
+      const again = await post(consumer, '/v1/chat/completions', chatBody, headers);
       expect(again.status).toBe(200);
       expect(again.headers.get('idempotent-replayed')).toBe('true');
       expect(await balance(quiet, consumer.key)).toBe(before - CHAT_COST);
@@ -241,48 +226,20 @@ describe('jobs: audit fixes (WebSocket order and revocation, shared Idempotency-
       const consumer = await newConsumer(quiet, { credits: 1000 });
       const headers = { 'idempotency-key': `cross-job-${randomUUID()}` };
       const before = await balance(quiet, consumer.key);
-      const job = await call(
-        quiet,
-        'POST',
-        '/v1/generations',
-        consumer.key,
-        chatJob('shared key'),
-        headers,
-      );
+      const job = await post(consumer, '/v1/generations', chatJob('shared key'), headers);
       expect(job.status).toBe(202);
       // The same submit again still answers the first job.
-      const retry = await call(
-        quiet,
-        'POST',
-        '/v1/generations',
-        consumer.key,
-        chatJob('shared key'),
-        headers,
-      );
+      const retry = await post(consumer, '/v1/generations', chatJob('shared key'), headers);
       expect(retry.status).toBe(202);
       expect(retry.body.id).toBe(job.body.id);
 
-      const sync = await call(
-        quiet,
-        'POST',
-        '/v1/chat/completions',
-        consumer.key,
-        chatBody,
-        headers,
-      );
+      const sync = await post(consumer, '/v1/chat/completions', chatBody, headers);
       expect(sync.status).toBe(409);
       expect(sync.body.error).toMatchObject({
         code: 'idempotency_conflict',
         param: 'Idempotency-Key',
       });
-      const image = await call(
-        quiet,
-        'POST',
-        '/v1/images/generations',
-        consumer.key,
-        imageJob().request,
-        headers,
-      );
+      const image = await post(consumer, '/v1/images/generations', imageJob().request, headers);
       expect(image.status).toBe(409);
       expect(image.body.error.code).toBe('idempotency_conflict');
 
@@ -299,8 +256,8 @@ describe('jobs: audit fixes (WebSocket order and revocation, shared Idempotency-
       for (let round = 0; round < rounds; round++) {
         const headers = { 'idempotency-key': `cross-race-${randomUUID()}` };
         const [job, sync] = await Promise.all([
-          call(quiet, 'POST', '/v1/generations', consumer.key, chatJob('shared key'), headers),
-          call(quiet, 'POST', '/v1/chat/completions', consumer.key, chatBody, headers),
+          post(consumer, '/v1/generations', chatJob('shared key'), headers),
+          post(consumer, '/v1/chat/completions', chatBody, headers),
         ]);
         expect([job.status, sync.status].sort()).toEqual(
           job.status === 202 ? [202, 409] : [200, 409],
@@ -317,28 +274,20 @@ describe('jobs: audit fixes (WebSocket order and revocation, shared Idempotency-
   describe('GET /admin/jobs', () => {
     it('refuses a cursor whose date Postgres cannot store as 400 invalid_cursor', async () => {
       const id = '00000000-0000-0000-0000-000000000000';
+      const pageAt = (at: string) =>
+        call(quiet, 'GET', `/admin/jobs?cursor=${cursorOf(`${at}|${id}`)}`, admin);
       for (const at of [
         '-271821-04-20T00:00:00.000Z',
         '+275760-09-13T00:00:00.000Z',
         '-004714-01-01T00:00:00.000Z',
       ]) {
-        const res = await call(
-          quiet,
-          'GET',
-          `/admin/jobs?cursor=${cursorOf(`${at}|${id}`)}`,
-          admin,
-        );
+        const res = await pageAt(at);
         expect(res.status).toBe(400);
         expect(res.body.error).toMatchObject({ code: 'invalid_cursor', param: 'cursor' });
       }
       // The edges of the range still reach Postgres and answer a page.
       for (const at of ['0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z']) {
-        const res = await call(
-          quiet,
-          'GET',
-          `/admin/jobs?cursor=${cursorOf(`${at}|${id}`)}`,
-          admin,
-        );
+        const res = await pageAt(at);
         expect(res.status).toBe(200);
       }
     });

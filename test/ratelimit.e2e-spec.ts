@@ -9,7 +9,7 @@ import { AppModule } from '../apps/gateway/src/app.module';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { installAuthProbe, metricValue } from './support/auth-probe';
 import { startGateway, TestGateway, uniqueRedisPrefix } from './support/gateway';
-import { startMockUpstream, writeProvidersFile } from './support/mock-upstream';
+import { startMockUpstream, oneProviderFile } from './support/mock-upstream';
 import { startRedisServer } from './support/redis-server';
 import { testEnv } from './support/test-env';
 
@@ -350,17 +350,10 @@ describe('login limiter on /auth/token (per IP, @nestjs/throttler on Redis)', ()
 describe('rate limits on the chat API', () => {
   it('refuses with 429 before anything is charged or sent upstream; streams carry the headers', async () => {
     const upstream = await startMockUpstream('primary');
-    const file = writeProvidersFile(
-      [
-        'providers:',
-        '  - name: primary',
-        '    kind: openai',
-        `    base_url: ${upstream.url}`,
-        '    models: [gpt-rl-test]',
-        'pricing:',
-        '  - { model: gpt-rl-test, per_request: 4 }',
-        '',
-      ].join('\n'),
+    const file = oneProviderFile(
+      upstream.url,
+      ['gpt-rl-test'],
+      ['{ model: gpt-rl-test, per_request: 4 }'],
     );
     const gw = await startGateway({ env: { PROVIDERS_FILE: file } });
     try {

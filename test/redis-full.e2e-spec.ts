@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import { newConsumer } from './support/auth-factory';
 import { startGateway, uniqueRedisPrefix } from './support/gateway';
-import { startMockUpstream, writeProvidersFile } from './support/mock-upstream';
+import { startMockUpstream, oneProviderFile } from './support/mock-upstream';
 import { startRedisServer } from './support/redis-server';
 
 const OOM_WARNING = 'Redis refused a write: out of memory';
@@ -54,16 +54,7 @@ describe('Redis full (maxmemory with noeviction)', () => {
   it('answers chat requests 200 with rate-limit headers, counts the refusals and warns once, without FALLBACK ACTIVATED', async () => {
     const upstream = await startMockUpstream('primary');
     upstream.always({ mode: 'ok', content: 'answer from a full redis', delayMs: 5 });
-    const file = writeProvidersFile(
-      [
-        'providers:',
-        '  - name: primary',
-        '    kind: openai',
-        `    base_url: ${upstream.url}`,
-        '    models: [gpt-full]',
-        '',
-      ].join('\n'),
-    );
+    const file = oneProviderFile(upstream.url, ['gpt-full']);
     const server = await startRedisServer({
       args: ['--maxmemory', '4mb', '--maxmemory-policy', 'noeviction'],
     });

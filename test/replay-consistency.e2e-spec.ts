@@ -1,7 +1,7 @@
 import { call } from './support/api-call';
 import { newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
-import { MockUpstream, startMockUpstream, writeProvidersFile } from './support/mock-upstream';
+import { MockUpstream, startMockUpstream, oneProviderFile } from './support/mock-upstream';
 
 /**
  * What an answer that does not come from the upstream leaves behind. An Idempotency-Key replay
@@ -31,19 +31,10 @@ function providers(upstream: MockUpstream): string {
   // Priced by tokens with a small max_tokens: the hold (estimated prompt + 50) is larger than
   // what the request settles to (the mock's usage, 11 + 7), so the balance after the hold and
   // the balance after the settle differ.
-  return writeProvidersFile(
-    [
-      'providers:',
-      '  - name: primary',
-      '    kind: openai',
-      `    base_url: ${upstream.url}`,
-      '    priority: 1',
-      `    models: [${MODEL}]`,
-      '    timeout_ms: 5000',
-      'pricing:',
-      `  - { model: ${MODEL}, per_1k_prompt_tokens: 1000, per_1k_completion_tokens: 1000 }`,
-      '',
-    ].join('\n'),
+  return oneProviderFile(
+    upstream.url,
+    [MODEL],
+    [`{ model: ${MODEL}, per_1k_prompt_tokens: 1000, per_1k_completion_tokens: 1000 }`],
   );
 }
 

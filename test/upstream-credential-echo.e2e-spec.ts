@@ -1,7 +1,7 @@
-import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
+import { LocalUpstream } from './support/local-upstream';
 import { writeProvidersFile } from './support/mock-upstream';
 
 /**
@@ -9,28 +9,12 @@ import { writeProvidersFile } from './support/mock-upstream';
  * ("incorrect API key provided: sk-…"): `status` 500 or a 4xx the gateway passes through, or 200
  * with an SSE error event for a stream. /models answers 200 (session health checks).
  */
-class EchoingUpstream {
-  private server?: Server;
+class EchoingUpstream extends LocalUpstream {
   status = 500;
   /** Stream: one content chunk before the error event, so the error comes mid-stream. */
   chunkFirst = false;
-  url = '';
 
-  async start(): Promise<this> {
-    this.server = createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}/v1`;
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) =>
-      this.server ? this.server.close(() => resolve()) : resolve(),
-    );
-  }
-
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  protected handle(req: IncomingMessage, res: ServerResponse): void {
     req.resume();
     req.on('end', () => {
       if (req.url?.endsWith('/models')) {

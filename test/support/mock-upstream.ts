@@ -353,6 +353,26 @@ export async function startMockUpstream(name?: string): Promise<MockUpstream> {
   return new MockUpstream(name).start();
 }
 
+/**
+ * A PROVIDERS_FILE with one OpenAI-compatible provider, `primary`, serving `models` from
+ * `upstreamUrl`, priced by `pricing` (YAML flow maps: `{ model: m, per_request: 3 }`).
+ */
+export function oneProviderFile(upstreamUrl: string, models: string[], pricing: string[] = []) {
+  return writeProvidersFile(
+    [
+      'providers:',
+      '  - name: primary',
+      '    kind: openai',
+      `    base_url: ${upstreamUrl}`,
+      '    priority: 1',
+      `    models: [${models.join(', ')}]`,
+      '    timeout_ms: 5000',
+      ...(pricing.length > 0 ? ['pricing:', ...pricing.map((entry) => `  - ${entry}`)] : []),
+      '',
+    ].join('\n'),
+  );
+}
+
 /** Writes a PROVIDERS_FILE for a test and returns its path. */
 export function writeProvidersFile(yaml: string): string {
   const dir = mkdtempSync(`${tmpdir()}/sy-providers-`);

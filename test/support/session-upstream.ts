@@ -1,5 +1,5 @@
-import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LocalUpstream } from './local-upstream';
 
 export type CredentialBehaviour = 'ok' | 'unauthorized' | 'forbidden' | 'error' | 'rate_limited';
 
@@ -16,22 +16,13 @@ const STATUS: Record<CredentialBehaviour, number> = {
  * (`Authorization: Bearer …` or `Cookie: …`), counts requests per credential and path, and
  * answers each credential as the test scripted it. Unknown credentials get `defaultBehaviour`.
  */
-export class SessionUpstream {
-  private server?: Server;
+export class SessionUpstream extends LocalUpstream {
   /** credential → number of requests (every path). */
   readonly hits = new Map<string, number>();
   /** Requests as seen: which header carried the credential, and the path. */
   readonly seen: { credential: string; via: 'bearer' | 'cookie' | 'none'; path: string }[] = [];
   readonly behaviour = new Map<string, CredentialBehaviour>();
   defaultBehaviour: CredentialBehaviour = 'unauthorized';
-  url = '';
-
-  async start(): Promise<this> {
-    this.server = createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}/v1`;
-    return this;
-  }
 
   /** Requests with this credential on this path suffix (e.g. '/chat/completions'). */
   count(credential: string, pathSuffix = ''): number {
@@ -39,7 +30,7 @@ export class SessionUpstream {
       .length;
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  protected handle(req: IncomingMessage, res: ServerResponse): void {
     const auth = req.headers.authorization;
     const cookie = req.headers.cookie;
     const via = auth?.startsWith('Bearer ') ? 'bearer' : cookie ? 'cookie' : 'none';
@@ -87,12 +78,5 @@ export class SessionUpstream {
         }),
       );
     });
-  }
-
-  async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) =>
-      this.server ? this.server.close(() => resolve()) : resolve(),
-    );
   }
 }
