@@ -169,6 +169,25 @@ describe('jobs: audit fixes (WebSocket order and revocation, shared Idempotency-
       );
     });
 
+    it('closes an idle socket at once when its key is revoked on another replica, with no heartbeat due', async () => {
+      const consumer = await newConsumer(quiet);
+      const ws = await WsClient.for(quiet, consumer.key).ready();
+      const other = await secondKey(quiet, consumer);
+      const bystander = await WsClient.for(quiet, other.key).ready();
+
+      expect((await call(pinging, 'DELETE', `/admin/keys/${consumer.keyId}`, admin)).status).toBe(
+        200,
+      );
+      // `quiet` pings once an hour: only the change itself can close the socket in time.
+      expect(await closeCode(ws, 5_000)).toBe(4401);
+      expect(ws.messages.map((m) => m.type)).toEqual(['ready']);
+      // Another key of the same user is not touched.
+      bystander.send({ type: 'ping' });
+      await bystander.next((m) => m.type === 'pong');
+      expect(bystander.closeCode).toBeUndefined();
+      bystander.close();
+    });
+
     it('closes an idle socket at the next heartbeat once its key is revoked or expired', async () => {
       const consumer = await newConsumer(pinging);
       const ws = await WsClient.for(pinging, consumer.key).ready();

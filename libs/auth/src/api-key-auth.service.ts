@@ -30,6 +30,17 @@ export class ApiKeyAuthService {
     return this.authenticatePresented(presentedKey(headers), requiredScopes, identified);
   }
 
+  /**
+   * Calls `listener` with the ids of keys changed (edited, rotated, revoked) on any replica,
+   * once this replica's key cache has dropped them. A change of every key at once (the cache
+   * starting over after a Redis reconnect) names no ids: holders re-check on their own clock.
+   */
+  onKeysChanged(listener: (apiKeyIds: readonly string[]) => void): void {
+    this.cache.onChange((change) => {
+      if (change.ids && change.ids.length > 0) listener(change.ids);
+    });
+  }
+
   /** For clients that cannot send headers (browser WebSockets: `?api_key=`). */
   async authenticateKey(
     key: string | undefined,

@@ -36,6 +36,7 @@ export class ApiKeyCache implements OnModuleInit {
   private readonly hashById = new Map<string, string>();
   /** Bumped on every invalidation; a lookup that raced with one does not store its result. */
   private generation = 0;
+  private readonly changeListeners: Array<(change: KeyInvalidation) => void> = [];
 
   constructor(
     private readonly repository: ApiKeyRepository,
@@ -79,6 +80,14 @@ export class ApiKeyCache implements OnModuleInit {
     return record;
   }
 
+  /**
+   * Called after each change is applied here, from this replica or another one, so that a
+   * holder of a long-lived authentication (a WebSocket) can check its key again at once.
+   */
+  onChange(listener: (change: KeyInvalidation) => void): void {
+    this.changeListeners.push(listener);
+  }
+
   /** Applies locally at once, then tells the other replicas. */
   async invalidate(change: KeyInvalidation): Promise<void> {
     this.apply(change);
@@ -102,13 +111,20 @@ export class ApiKeyCache implements OnModuleInit {
     if (change.all) {
       this.entries.clear();
       this.hashById.clear();
-      return;
+    } else {
+      for (const hash of change.hashes ?? []) this.entries.delete(hash);
+      for (const id of change.ids ?? []) {
+        const hash = this.hashById.get(id);
+        if (hash) this.entries.delete(hash);
+        this.hashById.delete(id);
+      }
     }
-    for (const hash of change.hashes ?? []) this.entries.delete(hash);
-    for (const id of change.ids ?? []) {
-      const hash = this.hashById.get(id);
-      if (hash) this.entries.delete(hash);
-      this.hashById.delete(id);
+    for (const listener of this.changeListeners) {
+      try {
+        listener(change);
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, 'api key change listener failed');
+      }
     }
   }
 

@@ -49,6 +49,7 @@ const MAX_QUEUED_TASKS = MAX_SUBSCRIPTIONS + 24;
 interface Client {
   ws: WebSocket;
   userId?: string;
+  apiKeyId?: string;
   /**
    * Checks the socket's key again (revoked, expired, scope removed): the in-process key cache,
    * which every replica drops entries from on a change (pub/sub), so no database round trip.
@@ -124,6 +125,7 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
     // Upgraded sockets keep the HTTP server from closing: say goodbye before it drains.
     adapter.getInstance<FastifyInstance>().addHook('preClose', async () => this.closeAll());
     this.events.onEvent((event) => this.deliver(event));
+    this.auth.onKeysChanged((ids) => this.recheckKeys(ids));
     this.pingTimer = setInterval(
       () => this.heartbeat(),
       this.config.jobs.wsPingIntervalSeconds * 1000,
@@ -251,6 +253,7 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
       const principal = await check();
       if (client.ws.readyState !== WebSocket.OPEN) return;
       client.userId = principal.userId;
+      client.apiKeyId = principal.apiKeyId;
       client.recheck = check;
       let set = this.byUser.get(principal.userId);
       if (!set) this.byUser.set(principal.userId, (set = new Set()));
@@ -388,6 +391,16 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
       return;
     }
     ws.send(JSON.stringify(message));
+  }
+
+  /** A key changed on some replica: its sockets, idle ones too, learn now whether it still holds. */
+  private recheckKeys(apiKeyIds: readonly string[]): void {
+    for (const client of this.all) {
+      if (!client.apiKeyId || !apiKeyIds.includes(client.apiKeyId)) continue;
+      this.enqueue(client, async () => {
+        await this.keyStillValid(client);
+      });
+    }
   }
 
   private heartbeat(): void {
