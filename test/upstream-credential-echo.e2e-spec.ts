@@ -24,7 +24,9 @@ class EchoingUpstream extends LocalUpstream {
       }
       const auth = req.headers.authorization ?? '';
       const received = auth.startsWith('Bearer ') ? auth.slice(7) : (req.headers.cookie ?? '');
-      const message = `bad credential ${received} auth=${auth} cookie=${req.headers.cookie ?? ''}`;
+      const message =
+        `bad credential ${received} auth=${auth} cookie=${req.headers.cookie ?? ''}` +
+        ` url=https://login.example/?session=${encodeURIComponent(received)}`;
       const error = { message, type: 'invalid_request_error', code: null, param: null };
       if ((req.headers.accept ?? '').includes('text/event-stream')) {
         const chunk = {
@@ -166,11 +168,12 @@ describe('credentials an upstream echoes in its error message', () => {
     await expectScrubbed('bearer-model', 'pool', [credential], 400);
   });
 
-  it('redacts a cookie session credential, whole and by value, from a 500 and a passed-through 400', async () => {
-    const value = 'cookie-session-value-7777QQQQ';
+  it('redacts a cookie session credential, whole, by value and percent-encoded, from a 500 and a passed-through 400', async () => {
+    const value = 'cookie-session-value/7777+QQQQ=';
     const cookie = `sso=${value}; lang=en`;
     await addSession('jar', cookie);
-    await expectScrubbed('cookie-model', 'jar', [cookie, value], 500);
-    await expectScrubbed('cookie-model', 'jar', [cookie, value], 400);
+    const secrets = [cookie, value, encodeURIComponent(cookie), encodeURIComponent(value)];
+    await expectScrubbed('cookie-model', 'jar', secrets, 500);
+    await expectScrubbed('cookie-model', 'jar', secrets, 400);
   });
 });

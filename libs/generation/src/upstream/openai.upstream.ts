@@ -196,17 +196,29 @@ export function redactCredential(text: string, auth: UpstreamAuth): string {
   return text;
 }
 
-/** Longest first, so that a value inside the whole cookie does not split it. */
+/**
+ * Each secret as sent and as an upstream may quote it back in a URL or form (percent-encoded);
+ * longest first, so that a value inside the whole cookie does not split it.
+ */
 function sentSecrets(auth: UpstreamAuth): string[] {
   if (auth.type === 'none') return [];
-  if (auth.type === 'bearer') return auth.token ? [auth.token] : [];
-  const values = auth.cookie
-    .split(';')
-    .map((pair) => pair.slice(pair.indexOf('=') + 1).trim())
-    .filter((value) => value.length >= MIN_COOKIE_VALUE_LENGTH);
-  return [auth.cookie.trim(), ...values]
-    .filter((secret) => secret.length > 0)
-    .sort((a, b) => b.length - a.length);
+  const sent =
+    auth.type === 'bearer'
+      ? [auth.token]
+      : [
+          auth.cookie.trim(),
+          ...auth.cookie
+            .split(';')
+            .map((pair) => pair.slice(pair.indexOf('=') + 1).trim())
+            .filter((value) => value.length >= MIN_COOKIE_VALUE_LENGTH),
+        ];
+  const secrets = new Set<string>();
+  for (const secret of sent) {
+    if (!secret) continue;
+    secrets.add(secret);
+    secrets.add(encodeURIComponent(secret));
+  }
+  return [...secrets].sort((a, b) => b.length - a.length);
 }
 
 /** The upstream's error fields, each passed through `redact` (they may reach the client). */
