@@ -110,18 +110,7 @@ export class ApiKeyRepository {
          rate_limit_per_hour, cache_scope, expires_at, rotated_from)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
        RETURNING ${COLUMNS}`,
-      [
-        key.userId,
-        key.name,
-        key.prefix,
-        key.keyHash,
-        key.scopes,
-        key.rateLimitPerMinute,
-        key.rateLimitPerHour,
-        key.cacheScope,
-        key.expiresAt,
-        key.rotatedFrom ?? null,
-      ],
+      [...keyValues(key), key.rotatedFrom ?? null],
     );
     return toRecord(rows[0]);
   }
@@ -136,17 +125,7 @@ export class ApiKeyRepository {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (key_hash) DO UPDATE SET key_hash = EXCLUDED.key_hash
        RETURNING ${COLUMNS}`,
-      [
-        key.userId,
-        key.name,
-        key.prefix,
-        key.keyHash,
-        key.scopes,
-        key.rateLimitPerMinute,
-        key.rateLimitPerHour,
-        key.cacheScope,
-        key.expiresAt,
-      ],
+      keyValues(key),
     );
     return toRecord(rows[0]);
   }
@@ -253,4 +232,19 @@ export class ApiKeyRepository {
       'api_key_last_used',
     );
   }
+}
+
+/** $1..$9 of both INSERTs, in their column order. */
+function keyValues(key: NewApiKey): unknown[] {
+  return [
+    key.userId,
+    key.name,
+    key.prefix,
+    key.keyHash,
+    key.scopes,
+    key.rateLimitPerMinute,
+    key.rateLimitPerHour,
+    key.cacheScope,
+    key.expiresAt,
+  ];
 }
