@@ -61,7 +61,9 @@ export async function runCli(
   if (!config) return 1;
   config.backgroundTasks = false;
   // Logs go to stderr so that stdout carries only the command's output (keys, tables).
-  const logger = createLogger({ level: env.LOG_LEVEL ?? 'warn' }, process.stderr as never);
+  // The CLI's own default is quieter than the gateway's; an explicit (validated) LOG_LEVEL wins.
+  const level = env.LOG_LEVEL ? config.logging.level : 'warn';
+  const logger = createLogger({ level }, process.stderr as never);
   let app: INestApplicationContext | undefined;
   const ctx: CliContext = {
     config,

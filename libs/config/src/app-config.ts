@@ -233,14 +233,25 @@ function productionProblems(env: NodeJS.ProcessEnv): string[] {
   return problems;
 }
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+/**
+ * `NAME=` counts as unset, as docker compose's `${NAME:-}` writes it: otherwise an empty
+ * METRICS_PASSWORD would pass the "set both or neither" rule and leave /metrics open, and an
+ * empty JWT_SECRET would replace the development default and fail every login at request time.
+ */
+function withoutEmptyValues(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+}
+
+export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): AppConfig {
+  // PROVIDERS_FILE's `${VAR}` lookup keeps the raw environment (`${VAR:-default}` handles empty).
+  const env = withoutEmptyValues(rawEnv);
   const parsed = envSchema.safeParse(env);
   const problems = [
     ...(parsed.success ? [] : schemaProblems(parsed.error, env)),
     ...productionProblems(env),
   ];
   if (!parsed.success || problems.length > 0) throw new ConfigValidationError(problems);
-  return buildConfig(parsed.data, env);
+  return buildConfig(parsed.data, rawEnv);
 }
 
 /** For entry points: on bad configuration, print one line per problem and exit with code 1. */
