@@ -36,6 +36,71 @@ function refusedStart(env: Record<string, string>): { status: number | null; lin
 }
 
 describe('configuration: values refused at boot with one line each', () => {
+  it('refuses timers Node cannot hold, a bad TRUST_PROXY or cron, and contradicting values', () => {
+    const { status, lines } = refusedStart({
+      // Past 2^31-1 ms Node fires a timer after 1 ms: a busy reaper and queue poll, a shutdown
+      // that cuts every request at once, a pool that times out every connect.
+      JOB_POLL_INTERVAL_MS: '3000000000',
+      JOB_REAPER_INTERVAL_SECONDS: '3000000',
+      WS_PING_INTERVAL_SECONDS: '3000000',
+      SHUTDOWN_GRACE_MS: '3000000000',
+      DB_CONNECT_TIMEOUT_MS: '3000000000',
+      DB_STATEMENT_TIMEOUT_MS: '2147483000',
+      // fastify threw "invalid IP address" with a stack while the server was built.
+      TRUST_PROXY: '10.0.0.0/8, proxy.internal',
+      // Started, logged "retention schedule not registered", and never ran retention.
+      RETENTION_SCHEDULE: '15 3 * * mon-frx',
+      // Started and stayed unready, or never quarantined a session.
+      REDIS_REQUIRED: 'true',
+      SESSION_FAILURE_WINDOW: '10',
+      SESSION_FAILURE_MIN_SAMPLE: '20',
+    });
+    expect({ status, lines }).toEqual({
+      status: 1,
+      lines: [
+        expect.stringMatching(
+          /^config error: DB_STATEMENT_TIMEOUT_MS: expected an integer between 100 and 2147482647 /,
+        ),
+        expect.stringMatching(
+          /^config error: DB_CONNECT_TIMEOUT_MS: expected an integer between 100 and 2147483647 /,
+        ),
+        expect.stringMatching(
+          /^config error: SHUTDOWN_GRACE_MS: expected an integer between 0 and 2147483647 /,
+        ),
+        expect.stringMatching(
+          /^config error: TRUST_PROXY: expected false, true, a hop count, or comma-separated proxy addresses\/CIDRs/,
+        ),
+        expect.stringMatching(
+          /^config error: JOB_POLL_INTERVAL_MS: expected an integer between 500 and 2147483647 /,
+        ),
+        expect.stringMatching(
+          /^config error: JOB_REAPER_INTERVAL_SECONDS: expected an integer between 1 and 2147483 /,
+        ),
+        expect.stringMatching(
+          /^config error: RETENTION_SCHEDULE: expected a 5-field cron expression/,
+        ),
+        expect.stringMatching(
+          /^config error: WS_PING_INTERVAL_SECONDS: expected an integer between 1 and 2147483 /,
+        ),
+      ],
+    });
+    // Valid alone, contradicting each other: reported once the values themselves are valid.
+    const contradicting = refusedStart({
+      REDIS_REQUIRED: 'true',
+      SESSION_FAILURE_WINDOW: '10',
+      SESSION_FAILURE_MIN_SAMPLE: '20',
+      TRUST_PROXY: 'loopback, 10.0.0.0/8, 192.168.0.0/255.255.0.0, fd00::/8, 203.0.113.7',
+      RETENTION_SCHEDULE: '*/30 2-4 * * mon-fri',
+    });
+    expect(contradicting).toEqual({
+      status: 1,
+      lines: [
+        'config error: REDIS_REQUIRED: true needs REDIS_URL (without it readiness would stay 503 forever)',
+        'config error: SESSION_FAILURE_MIN_SAMPLE: must be at most SESSION_FAILURE_WINDOW (10): the window never holds more outcomes, so no session would ever be quarantined',
+      ],
+    });
+  });
+
   it('counts an empty value as unset: METRICS_PASSWORD= beside METRICS_USER is refused in production', () => {
     // docker compose writes `METRICS_PASSWORD: ${METRICS_PASSWORD:-}` as an empty value; it
     // passed "set both or neither" and /metrics answered without auth.

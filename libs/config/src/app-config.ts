@@ -23,18 +23,6 @@ export class ConfigValidationError extends Error {
 
 export type AppConfig = ReturnType<typeof buildConfig>;
 
-/**
- * Whose X-Forwarded-For to believe. Trusting every hop lets a client pick its own IP and
- * dodge per-IP limits, so the default trusts none; behind an ingress set the hop count or CIDRs.
- */
-function parseTrustProxy(raw: string): boolean | number | string {
-  const value = raw.trim();
-  if (value === '' || value === 'false') return false;
-  if (value === 'true') return true;
-  if (/^\d+$/.test(value)) return Number(value);
-  return value;
-}
-
 /** One line per schema problem, naming the variable; a credential's value is never echoed. */
 function schemaProblems(error: z.ZodError, env: NodeJS.ProcessEnv): string[] {
   return error.issues.map((issue) => {
@@ -54,7 +42,7 @@ function buildConfig(e: RawEnv, env: NodeJS.ProcessEnv) {
       port: e.PORT,
       host: e.HOST,
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
-      trustProxy: parseTrustProxy(e.TRUST_PROXY),
+      trustProxy: e.TRUST_PROXY,
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
       shutdownDrainDelayMs: e.SHUTDOWN_DRAIN_DELAY_MS,
       bodyMaxDepth: e.BODY_MAX_DEPTH,
@@ -160,7 +148,7 @@ function buildConfig(e: RawEnv, env: NodeJS.ProcessEnv) {
       stuckTimeoutMinutes: e.JOB_STUCK_TIMEOUT_MINUTES,
       reaperIntervalSeconds: e.JOB_REAPER_INTERVAL_SECONDS,
       retentionDays: e.JOB_RETENTION_DAYS,
-      retentionSchedule: e.RETENTION_SCHEDULE.trim(),
+      retentionSchedule: e.RETENTION_SCHEDULE,
       wsPingIntervalSeconds: e.WS_PING_INTERVAL_SECONDS,
       /** The worker entry point's /metrics and /health port (0: none). */
       workerPort: e.WORKER_PORT,
@@ -242,12 +230,29 @@ function withoutEmptyValues(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
 }
 
+/**
+ * Values each valid alone that contradict each other: the process would start and then never
+ * do what the operator asked (never ready, never quarantine), so they are refused like a bad value.
+ */
+function contradictions(e: RawEnv): string[] {
+  const problems: string[] = [];
+  if (e.REDIS_REQUIRED && !e.REDIS_URL)
+    problems.push(
+      'REDIS_REQUIRED: true needs REDIS_URL (without it readiness would stay 503 forever)',
+    );
+  if (e.SESSION_FAILURE_MIN_SAMPLE > e.SESSION_FAILURE_WINDOW)
+    problems.push(
+      `SESSION_FAILURE_MIN_SAMPLE: must be at most SESSION_FAILURE_WINDOW (${e.SESSION_FAILURE_WINDOW}): the window never holds more outcomes, so no session would ever be quarantined`,
+    );
+  return problems;
+}
+
 export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): AppConfig {
   // PROVIDERS_FILE's `${VAR}` lookup keeps the raw environment (`${VAR:-default}` handles empty).
   const env = withoutEmptyValues(rawEnv);
   const parsed = envSchema.safeParse(env);
   const problems = [
-    ...(parsed.success ? [] : schemaProblems(parsed.error, env)),
+    ...(parsed.success ? contradictions(parsed.data) : schemaProblems(parsed.error, env)),
     ...productionProblems(env),
   ];
   if (!parsed.success || problems.length > 0) throw new ConfigValidationError(problems);

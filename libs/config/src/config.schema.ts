@@ -1,5 +1,14 @@
+import { isIP } from 'node:net';
+import { parseExpression } from 'cron-parser';
 import { z } from 'zod';
 import { maskUrlCredentials } from './config-redaction';
+
+/**
+ * The longest delay Node's setTimeout/setInterval keep: a longer one fires after 1 ms (with a
+ * TimeoutOverflowWarning), which turned a "practically never" interval into a busy loop.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 
 const bool = (fallback: boolean) =>
   z
@@ -129,6 +138,72 @@ const urlAllowlist = csv.superRefine((list, ctx) => {
   }
 });
 
+/** fastify's (proxy-addr's) names for address ranges, accepted in TRUST_PROXY like a CIDR. */
+const NAMED_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** `10.0.0.0/8`, `fd00::/8`, `10.0.0.0/255.0.0.0` or a plain address, as proxy-addr reads them. */
+function isAddressOrRange(entry: string): boolean {
+  if (NAMED_RANGES.has(entry)) return true;
+  const slash = entry.lastIndexOf('/');
+  const address = slash < 0 ? entry : entry.slice(0, slash);
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (slash < 0) return true;
+  const range = entry.slice(slash + 1);
+  if (/^\d+$/.test(range)) return Number(range) >= 1 && Number(range) <= (family === 4 ? 32 : 128);
+  if (family !== 4 || isIP(range) !== 4) return false;
+  // A netmask: ones then zeros, and not all zeros.
+  const bits = range
+    .split('.')
+    .map((octet) => Number(octet).toString(2).padStart(8, '0'))
+    .join('');
+  return /^1+0*$/.test(bits);
+}
+
+/**
+ * Whose X-Forwarded-For to believe: false, true, a hop count, or proxy addresses/CIDRs. Trusting
+ * every hop lets a client pick its own IP and dodge per-IP limits, so the default trusts none.
+ * Checked here: fastify throws on a bad entry only while the server is built (a stack trace).
+ */
+const trustProxy = z
+  .string()
+  .default('false')
+  .transform((raw, ctx): boolean | number | string[] => {
+    const value = raw.trim();
+    if (value === '' || value === 'false') return false;
+    if (value === 'true') return true;
+    if (/^\d+$/.test(value)) return Number(value);
+    const entries = value.split(',').map((entry) => entry.trim());
+    if (!entries.every(isAddressOrRange))
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'expected false, true, a hop count, or comma-separated proxy addresses/CIDRs such as 10.0.0.0/8',
+      });
+    return entries;
+  });
+
+/** A 5-field cron expression that pg-boss (cron-parser) accepts, in UTC. */
+const cron = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((raw, ctx) => {
+      const value = raw.trim();
+      let valid = value.split(/\s+/).length === 5;
+      try {
+        if (valid) parseExpression(value, { tz: 'UTC' });
+      } catch {
+        valid = false;
+      }
+      if (!valid)
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a 5-field cron expression such as "${fallback}" (minute hour day month weekday)`,
+        });
+      return value;
+    });
+
 export const envSchema = z.object({
   NODE_ENV: z
     .enum(['development', 'production', 'test'], {
@@ -139,8 +214,9 @@ export const envSchema = z.object({
   HOST: z.string().default('0.0.0.0'),
   DATABASE_URL: url(['postgres:', 'postgresql:']),
   DB_POOL_MAX_SIZE: int(20, 1, 1000),
-  DB_STATEMENT_TIMEOUT_MS: int(10000, 100),
-  DB_CONNECT_TIMEOUT_MS: int(3000, 100),
+  // The client gives up 1 s after statement_timeout (query_timeout), on a Node timer.
+  DB_STATEMENT_TIMEOUT_MS: int(10000, 100, MAX_TIMER_MS - 1000),
+  DB_CONNECT_TIMEOUT_MS: int(3000, 100, MAX_TIMER_MS),
   EMBEDDED_PG_DIR: z.string().default('./.data/pg'),
   EMBEDDED_PG_PORT: int(54329, 1, 65535),
   REDIS_URL: url(['redis:', 'rediss:']),
@@ -174,8 +250,8 @@ export const envSchema = z.object({
   CB_FAILURE_THRESHOLD: int(5, 1),
   CB_OPEN_MS: int(30000, 1),
   CB_HALF_OPEN_SUCCESSES: int(3, 1),
-  SHUTDOWN_GRACE_MS: int(10000, 0),
-  SHUTDOWN_DRAIN_DELAY_MS: int(0, 0),
+  SHUTDOWN_GRACE_MS: int(10000, 0, MAX_TIMER_MS),
+  SHUTDOWN_DRAIN_DELAY_MS: int(0, 0, MAX_TIMER_MS),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       message: 'expected fatal, error, warn, info, debug, trace or silent',
@@ -213,26 +289,21 @@ export const envSchema = z.object({
   /** Where PATCH /admin/providers may point a base_url (origins or *.host patterns; `*` any). */
   PROVIDER_BASE_URL_ALLOWLIST: urlAllowlist,
   /** false (default), true, a hop count, or comma-separated trusted proxy addresses/CIDRs. */
-  TRUST_PROXY: z.string().default('false'),
+  TRUST_PROXY: trustProxy,
   REQUEST_LOG_RETENTION_DAYS: int(30, 1),
   REQUEST_LOG_BUFFER_MAX: int(10000, 1),
   JOB_WORKER_ENABLED: bool(true),
   JOB_WORKER_CONCURRENCY: int(4, 1, 256),
   JOB_VISIBILITY_TIMEOUT_SECONDS: int(180, 2, 86399),
   JOB_MAX_ATTEMPTS: int(2, 1, 20),
-  JOB_POLL_INTERVAL_MS: int(1000, 500),
+  JOB_POLL_INTERVAL_MS: int(1000, 500, MAX_TIMER_MS),
   JOB_MAINTENANCE_INTERVAL_SECONDS: int(30, 1, 3600),
   JOB_STUCK_TIMEOUT_MINUTES: int(10, 1),
-  JOB_REAPER_INTERVAL_SECONDS: int(60, 1),
+  JOB_REAPER_INTERVAL_SECONDS: int(60, 1, MAX_TIMER_SECONDS),
   JOB_RETENTION_DAYS: int(30, 1),
   AUDIT_LOG_RETENTION_DAYS: int(365, 1),
-  RETENTION_SCHEDULE: z
-    .string()
-    .default('15 3 * * *')
-    .refine((v) => v.trim().split(/\s+/).length === 5, {
-      message: 'expected a 5-field cron expression such as "15 3 * * *"',
-    }),
-  WS_PING_INTERVAL_SECONDS: int(30, 1),
+  RETENTION_SCHEDULE: cron('15 3 * * *'),
+  WS_PING_INTERVAL_SECONDS: int(30, 1, MAX_TIMER_SECONDS),
   WORKER_PORT: int(8001, 0, 65535),
 });
 
