@@ -101,6 +101,38 @@ describe('configuration: values refused at boot with one line each', () => {
     });
   });
 
+  it('refuses numbers Postgres or a date cannot hold, which failed every reaper or retention run', () => {
+    // JOB_STUCK_TIMEOUT_MINUTES=9007199254740991: "job reaper round failed" every round (value out
+    // of range for type integer); *_RETENTION_DAYS=2147483647: retention "Invalid time value".
+    const { status, lines } = refusedStart({
+      SESSION_COOLDOWN_SECONDS: '2147483648',
+      REQUEST_LOG_RETENTION_DAYS: '2147483647',
+      JOB_STUCK_TIMEOUT_MINUTES: '9007199254740991',
+      JOB_RETENTION_DAYS: '1000001',
+      AUDIT_LOG_RETENTION_DAYS: '2147483647',
+    });
+    expect({ status, lines }).toEqual({
+      status: 1,
+      lines: [
+        expect.stringMatching(
+          /^config error: SESSION_COOLDOWN_SECONDS: expected an integer between 1 and 2147483647 /,
+        ),
+        expect.stringMatching(
+          /^config error: REQUEST_LOG_RETENTION_DAYS: expected an integer between 1 and 1000000 /,
+        ),
+        expect.stringMatching(
+          /^config error: JOB_STUCK_TIMEOUT_MINUTES: expected an integer between 1 and 2147483647 /,
+        ),
+        expect.stringMatching(
+          /^config error: JOB_RETENTION_DAYS: expected an integer between 1 and 1000000 /,
+        ),
+        expect.stringMatching(
+          /^config error: AUDIT_LOG_RETENTION_DAYS: expected an integer between 1 and 1000000 /,
+        ),
+      ],
+    });
+  });
+
   it('counts an empty value as unset: METRICS_PASSWORD= beside METRICS_USER is refused in production', () => {
     // docker compose writes `METRICS_PASSWORD: ${METRICS_PASSWORD:-}` as an empty value; it
     // passed "set both or neither" and /metrics answered without auth.

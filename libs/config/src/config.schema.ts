@@ -9,6 +9,13 @@ import { maskUrlCredentials } from './config-redaction';
  */
 const MAX_TIMER_MS = 2_147_483_647;
 const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
+/** Postgres `integer`: the SQL casts and make_interval() arguments these values become. */
+const MAX_PG_INT = 2_147_483_647;
+/**
+ * Retention in days: about 2700 years, "keep everything". Far more overflows the cutoff date
+ * (JavaScript's Date, Postgres' timestamps end in 4713 BC) and every retention run failed.
+ */
+const MAX_RETENTION_DAYS = 1_000_000;
 
 const bool = (fallback: boolean) =>
   z
@@ -233,7 +240,7 @@ export const envSchema = z.object({
   SESSION_FAILURE_WINDOW: int(20, 1, 1000),
   SESSION_FAILURE_MIN_SAMPLE: int(5, 1, 1000),
   SESSION_FAILURE_RATE_THRESHOLD: ratio(0.5),
-  SESSION_COOLDOWN_SECONDS: int(30, 1),
+  SESSION_COOLDOWN_SECONDS: int(30, 1, MAX_PG_INT),
   SESSION_PROBE_TIMEOUT_MS: int(5000, 100),
   CACHE_DEFAULT_TTL: int(3600, 0),
   CACHE_HIT_PRICE: int(0, 0),
@@ -290,7 +297,7 @@ export const envSchema = z.object({
   PROVIDER_BASE_URL_ALLOWLIST: urlAllowlist,
   /** false (default), true, a hop count, or comma-separated trusted proxy addresses/CIDRs. */
   TRUST_PROXY: trustProxy,
-  REQUEST_LOG_RETENTION_DAYS: int(30, 1),
+  REQUEST_LOG_RETENTION_DAYS: int(30, 1, MAX_RETENTION_DAYS),
   REQUEST_LOG_BUFFER_MAX: int(10000, 1),
   JOB_WORKER_ENABLED: bool(true),
   JOB_WORKER_CONCURRENCY: int(4, 1, 256),
@@ -298,10 +305,10 @@ export const envSchema = z.object({
   JOB_MAX_ATTEMPTS: int(2, 1, 20),
   JOB_POLL_INTERVAL_MS: int(1000, 500, MAX_TIMER_MS),
   JOB_MAINTENANCE_INTERVAL_SECONDS: int(30, 1, 3600),
-  JOB_STUCK_TIMEOUT_MINUTES: int(10, 1),
+  JOB_STUCK_TIMEOUT_MINUTES: int(10, 1, MAX_PG_INT),
   JOB_REAPER_INTERVAL_SECONDS: int(60, 1, MAX_TIMER_SECONDS),
-  JOB_RETENTION_DAYS: int(30, 1),
-  AUDIT_LOG_RETENTION_DAYS: int(365, 1),
+  JOB_RETENTION_DAYS: int(30, 1, MAX_RETENTION_DAYS),
+  AUDIT_LOG_RETENTION_DAYS: int(365, 1, MAX_RETENTION_DAYS),
   RETENTION_SCHEDULE: cron('15 3 * * *'),
   WS_PING_INTERVAL_SECONDS: int(30, 1, MAX_TIMER_SECONDS),
   WORKER_PORT: int(8001, 0, 65535),
