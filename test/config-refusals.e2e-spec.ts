@@ -133,6 +133,19 @@ describe('configuration: values refused at boot with one line each', () => {
     });
   });
 
+  it('refuses zero durations: tokens that expire when issued, a lockout that never counts', () => {
+    // JWT_EXPIRES_IN=0: POST /auth/token answered 200 with a token every admin route refused
+    // (401); LOGIN_LOCKOUT_WINDOW=0: failed logins never reached the 429 lockout.
+    const { status, lines } = refusedStart({ JWT_EXPIRES_IN: '0', LOGIN_LOCKOUT_WINDOW: '0m' });
+    expect({ status, lines }).toEqual({
+      status: 1,
+      lines: [
+        'config error: JWT_EXPIRES_IN: expected a duration of at least 1 s such as 30m, 12h, 45s or seconds (got "0")',
+        'config error: LOGIN_LOCKOUT_WINDOW: expected a duration of at least 1 s such as 30m, 12h, 45s or seconds (got "0m")',
+      ],
+    });
+  });
+
   it('counts an empty value as unset: METRICS_PASSWORD= beside METRICS_USER is refused in production', () => {
     // docker compose writes `METRICS_PASSWORD: ${METRICS_PASSWORD:-}` as an empty value; it
     // passed "set both or neither" and /metrics answered without auth.

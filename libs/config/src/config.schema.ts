@@ -56,7 +56,10 @@ const url = (protocols: string[]) =>
       }
     });
 
-/** Durations such as "30m", "12h", "45s", "2d" or plain seconds; returned in seconds. */
+/**
+ * Durations such as "30m", "12h", "45s", "2d" or plain seconds; returned in seconds. Zero is
+ * refused: a token that expires when it is issued, a failed-login window that never counts.
+ */
 const duration = (fallback: string) =>
   z
     .string()
@@ -64,15 +67,16 @@ const duration = (fallback: string) =>
     .transform((v, ctx) => {
       const raw = v === undefined || v === '' ? fallback : v;
       const match = /^(\d+)\s*(s|m|h|d)?$/.exec(raw.trim());
-      if (!match) {
+      const unit = { s: 1, m: 60, h: 3600, d: 86400 }[match?.[2] as 's' | 'm' | 'h' | 'd'] ?? 1;
+      const seconds = match ? Number(match[1]) * unit : 0;
+      if (seconds < 1) {
         ctx.addIssue({
           code: 'custom',
-          message: 'expected a duration such as 30m, 12h, 45s or seconds',
+          message: 'expected a duration of at least 1 s such as 30m, 12h, 45s or seconds',
         });
         return z.NEVER;
       }
-      const unit = { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'] ?? 1;
-      return Number(match[1]) * unit;
+      return seconds;
     });
 
 /** A fraction between 0 and 1 (e.g. 0.5). */
