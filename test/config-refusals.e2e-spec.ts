@@ -2,7 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { adminToken } from './support/auth-factory';
-import { startGateway, TestGateway } from './support/gateway';
+import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
+import { writeProvidersFile } from './support/mock-upstream';
 
 /**
  * docs/configuration.md: "A bad value stops the process with exit code 1 and one line per bad
@@ -11,15 +12,18 @@ import { startGateway, TestGateway } from './support/gateway';
  * the real gateway process, each with its one line and nothing else on stderr.
  */
 const ROOT = path.resolve(__dirname, '..');
-const GATEWAY_ARGS = [
-  '-r',
-  path.join(ROOT, 'test/support/ts-register.js'),
-  'apps/gateway/src/main.ts',
-];
+const TS_REGISTER = path.join(ROOT, 'test/support/ts-register.js');
+const GATEWAY = 'apps/gateway/src/main.ts';
 
-/** The gateway from its sources; nothing may be reached, so the database is a closed port. */
-function refusedStart(env: Record<string, string>): { status: number | null; lines: string[] } {
-  const run = spawnSync(process.execPath, GATEWAY_ARGS, {
+/**
+ * An entry point (the gateway unless told) from its sources, with stderr in lines. Nothing may be
+ * reached unless the test says so: the database is a closed port.
+ */
+function refusedStart(
+  env: Record<string, string>,
+  args = [GATEWAY],
+): { status: number | null; lines: string[] } {
+  const run = spawnSync(process.execPath, ['-r', TS_REGISTER, ...args], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',
@@ -144,6 +148,53 @@ describe('configuration: values refused at boot with one line each', () => {
         'config error: LOGIN_LOCKOUT_WINDOW: expected a duration of at least 1 s such as 30m, 12h, 45s or seconds (got "0m")',
       ],
     });
+  });
+
+  it('says what is wrong with PROVIDERS_FILE in config error lines, without a stack', async () => {
+    // It was "fatal: Error: …" and a stack trace from the Nest injector, and js-yaml's
+    // multi-line excerpt for broken YAML.
+    const unknownKey = writeProvidersFile(
+      'providers:\n  - { name: a, kind: mock, models: [m], bogus: 1 }\n',
+    );
+    expect(refusedStart({ PROVIDERS_FILE: unknownKey })).toEqual({
+      status: 1,
+      lines: [
+        `config error: PROVIDERS_FILE: ${unknownKey}: providers[0]: Unrecognized key: "bogus"`,
+      ],
+    });
+    const brokenYaml = writeProvidersFile('providers: [\n');
+    expect(refusedStart({ PROVIDERS_FILE: brokenYaml })).toEqual({
+      status: 1,
+      lines: [
+        `config error: PROVIDERS_FILE: ${brokenYaml}: not valid YAML (deficient indentation (2:1))`,
+      ],
+    });
+    // The worker entry point says the same.
+    expect(
+      refusedStart({ PROVIDERS_FILE: '/nonexistent/providers.yaml', WORKER_PORT: '0' }, [
+        'apps/gateway/src/worker.ts',
+      ]),
+    ).toEqual({
+      status: 1,
+      lines: [
+        'config error: PROVIDERS_FILE: /nonexistent/providers.yaml not found (looked at /nonexistent/providers.yaml); see docs/configuration.md',
+      ],
+    });
+    // Prices are read once the database answers.
+    const databaseUrl = await createTestDatabase();
+    try {
+      const badPrice = writeProvidersFile(
+        'providers:\n  - { name: a, kind: mock, models: [m] }\npricing:\n  - { model: m, per_request: -1 }\n',
+      );
+      expect(refusedStart({ PROVIDERS_FILE: badPrice, DATABASE_URL: databaseUrl })).toEqual({
+        status: 1,
+        lines: [
+          `config error: PROVIDERS_FILE: ${badPrice}: pricing[0].per_request: must be at least 0`,
+        ],
+      });
+    } finally {
+      await dropDatabase(databaseUrl);
+    }
   });
 
   it('counts an empty value as unset: METRICS_PASSWORD= beside METRICS_USER is refused in production', () => {

@@ -4,6 +4,7 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { loadConfigOrExit } from '@app/config';
 import { createLogger, PinoNestLogger } from '@app/observability';
 import { AppModule } from '../../gateway/src/app.module';
+import { configErrorLines } from '../../gateway/src/startup-errors';
 import {
   CliArgs,
   CliContext,
@@ -81,7 +82,7 @@ export async function runCli(
     return await command.run(ctx, parsed);
   } catch (err) {
     const e = err as Error & { code?: string };
-    process.stderr.write(`error: ${e.message}\n`);
+    process.stderr.write(`${(configErrorLines(err) ?? [`error: ${e.message}`]).join('\n')}\n`);
     return 1;
   } finally {
     await app?.close();

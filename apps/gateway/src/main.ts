@@ -1,8 +1,8 @@
 import 'reflect-metadata';
 import { constants } from 'node:os';
 import { loadConfigOrExit } from '@app/config';
-import { EmbeddedPostgres } from '@app/database';
 import { createGateway, GatewayApp } from './bootstrap';
+import { configErrorLines } from './startup-errors';
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
@@ -27,12 +27,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  // A setting that turned out unusable at boot (EMBEDDED_PG_PORT held by another program): one
-  // line, like a bad value's, without a stack.
-  if (EmbeddedPostgres.isStartRefusal(err)) process.stderr.write(`config error: ${err.message}\n`);
-  else
-    process.stderr.write(
-      `fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
+  // A setting that turned out unusable at boot: its lines, like a bad value's, without a stack.
+  const lines = configErrorLines(err) ?? [
+    `fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+  ];
+  process.stderr.write(`${lines.join('\n')}\n`);
   process.exit(1);
 });

@@ -15,6 +15,7 @@ import {
   PinoNestLogger,
 } from '@app/observability';
 import { AppModule } from './app.module';
+import { configErrorLines } from './startup-errors';
 
 export interface WorkerApp {
   app: INestApplicationContext;
@@ -159,9 +160,10 @@ async function main(): Promise<void> {
 
 if (require.main === module) {
   main().catch((err) => {
-    process.stderr.write(
-      `fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
+    const lines = configErrorLines(err) ?? [
+      `fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+    ];
+    process.stderr.write(`${lines.join('\n')}\n`);
     process.exit(1);
   });
 }

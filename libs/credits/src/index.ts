@@ -2,6 +2,7 @@ export { CreditsModule } from './credits.module';
 export { CreditsService, OPEN_RESERVATION_MINUTES } from './credits.service';
 export type { ReserveInput } from './credits.service';
 export { PricingService } from './pricing.service';
+export { PricingFileError } from './pricing-file';
 export type { BillableKind } from './pricing.service';
 export {
   IdempotencyService,

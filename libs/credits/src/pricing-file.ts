@@ -81,7 +81,9 @@ export function readPricingFile(path: string): { found: boolean; prices: ModelPr
   try {
     doc = load(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new PricingFileError(`${path}: not valid YAML (${(err as Error).message})`);
+    // js-yaml's first line says what and where ("bad indentation (2:1)"); a code excerpt follows.
+    const reason = (err as Error).message.split('\n')[0];
+    throw new PricingFileError(`${path}: not valid YAML (${reason})`);
   }
   return {
     found: true,

@@ -21,6 +21,7 @@ export type { ImagesRequest } from './images/images-request.schema';
 export { completionToChunks } from './chat/stream-accumulator';
 export { ProviderRegistry } from './providers/provider-registry.service';
 export { ProvidersFileService } from './providers/providers-file.service';
+export { ProvidersFileError } from './providers/providers-file';
 export type { ProvidersFile, ProviderDefinition } from './providers/providers-file';
 export type { ProviderConfig, SessionAuth } from './providers/provider.types';
 export { AttemptRecorder } from './routing/attempt-recorder.service';

@@ -136,7 +136,9 @@ export function parseProvidersFile(
   try {
     doc = load(protectedText.text);
   } catch (err) {
-    throw new ProvidersFileError(`${source}: not valid YAML (${(err as Error).message})`);
+    // js-yaml's first line says what and where ("bad indentation (2:1)"); a code excerpt follows.
+    const reason = (err as Error).message.split('\n')[0];
+    throw new ProvidersFileError(`${source}: not valid YAML (${reason})`);
   }
   const missing = new Set<string>();
   const substituted = substituteEnv(doc, protectedText.references, lookup, missing);
@@ -169,7 +171,7 @@ export function loadProvidersFile(
   const resolved = resolveProvidersPath(file);
   if (!existsSync(resolved))
     throw new ProvidersFileError(
-      `PROVIDERS_FILE ${file} not found (looked at ${resolved}); see docs/configuration.md`,
+      `${file} not found (looked at ${resolved}); see docs/configuration.md`,
     );
   return parseProvidersFile(readFileSync(resolved, 'utf8'), resolved, lookup);
 }
