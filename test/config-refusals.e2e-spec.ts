@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { adminToken } from './support/auth-factory';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
@@ -193,6 +194,36 @@ describe('configuration: values refused at boot with one line each', () => {
         ],
       });
     } finally {
+      await dropDatabase(databaseUrl);
+    }
+  });
+
+  it('names PORT, WORKER_PORT or HOST when the listen address cannot be used', async () => {
+    // "fatal: Error: listen EADDRINUSE: address already in use …" and a stack before.
+    const squatter = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const port = (squatter.address() as { port: number }).port;
+    const databaseUrl = await createTestDatabase();
+    try {
+      const env = { DATABASE_URL: databaseUrl, HOST: '127.0.0.1' };
+      expect(refusedStart({ ...env, PORT: String(port) })).toEqual({
+        status: 1,
+        lines: [`config error: PORT: 127.0.0.1:${port} is already in use by another program`],
+      });
+      expect(
+        refusedStart({ ...env, WORKER_PORT: String(port) }, ['apps/gateway/src/worker.ts']),
+      ).toEqual({
+        status: 1,
+        lines: [
+          `config error: WORKER_PORT: 127.0.0.1:${port} is already in use by another program`,
+        ],
+      });
+      expect(refusedStart({ ...env, HOST: '192.0.2.1' })).toEqual({
+        status: 1,
+        lines: ['config error: HOST: 192.0.2.1 is not an address of this machine'],
+      });
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
       await dropDatabase(databaseUrl);
     }
   });

@@ -13,6 +13,7 @@ import {
 import { AppModule } from './app.module';
 import { installHttpHardening, serverOptions } from './http-hardening';
 import { installLeanAsyncResourceBind } from './lean-async-bind';
+import { listenRefusal } from './startup-errors';
 
 export interface GatewayApp {
   app: NestFastifyApplication;
@@ -64,7 +65,9 @@ export async function createGateway(
     done();
   });
   await app.init();
-  await app.listen(config.http.port, config.http.host);
+  await app.listen(config.http.port, config.http.host).catch((err: unknown) => {
+    throw listenRefusal(err, 'PORT');
+  });
   const address = fastify.server.address();
   const port = typeof address === 'object' && address ? address.port : config.http.port;
   const url = `http://127.0.0.1:${port}`;

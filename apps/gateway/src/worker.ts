@@ -15,7 +15,7 @@ import {
   PinoNestLogger,
 } from '@app/observability';
 import { AppModule } from './app.module';
-import { configErrorLines } from './startup-errors';
+import { configErrorLines, listenRefusal } from './startup-errors';
 
 export interface WorkerApp {
   app: INestApplicationContext;
@@ -128,7 +128,7 @@ async function listen(
     );
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(listenRefusal(err, 'WORKER_PORT')));
     server.listen(port, config.http.host, () => resolve());
   });
   return server;
