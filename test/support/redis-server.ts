@@ -1,4 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Socket } from 'node:net';
 import { freePort } from './free-port';
 
@@ -76,5 +79,50 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     restart: launch,
     pause: () => child?.kill('SIGSTOP'),
     resume: () => child?.kill('SIGCONT'),
+  };
+}
+
+export interface RedisSentinel {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * A redis-server in Sentinel mode watching `masterName` at 127.0.0.1:`masterPort`, alone in its
+ * quorum and quick to act: the master is judged down after 1 s and a replica promoted.
+ */
+export async function startRedisSentinel(
+  masterName: string,
+  masterPort: number,
+): Promise<RedisSentinel> {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sy-sentinel-'));
+  // Sentinel rewrites its configuration file as it learns the topology: it must be writable.
+  const conf = path.join(dir, 'sentinel.conf');
+  writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} 1`,
+      `sentinel down-after-milliseconds ${masterName} 1000`,
+      `sentinel failover-timeout ${masterName} 5000`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+  await waitForPort(port);
+  return {
+    port,
+    stop: async () => {
+      if (child.exitCode === null) {
+        await new Promise<void>((resolve) => {
+          child.once('exit', () => resolve());
+          child.kill('SIGKILL');
+        });
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }

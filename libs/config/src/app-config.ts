@@ -61,7 +61,15 @@ function buildConfig(e: RawEnv, env: NodeJS.ProcessEnv) {
       statementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
       connectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
     },
-    redis: { url: e.REDIS_URL, required: e.REDIS_REQUIRED, keyPrefix: e.REDIS_KEY_PREFIX },
+    redis: {
+      url: e.REDIS_URL,
+      required: e.REDIS_REQUIRED,
+      keyPrefix: e.REDIS_KEY_PREFIX,
+      /** Empty: REDIS_URL's host is the server. Otherwise these Sentinels name the master. */
+      sentinels: e.REDIS_SENTINELS,
+      sentinelName: e.REDIS_SENTINEL_NAME,
+      sentinelPassword: e.REDIS_SENTINEL_PASSWORD,
+    },
     auth: {
       jwtSecret: e.JWT_SECRET ?? DEV_JWT_SECRET,
       jwtSecretPrevious: e.JWT_SECRET_PREVIOUS,
@@ -239,6 +247,10 @@ function contradictions(e: RawEnv): string[] {
   if (e.REDIS_REQUIRED && !e.REDIS_URL)
     problems.push(
       'REDIS_REQUIRED: true needs REDIS_URL (without it readiness would stay 503 forever)',
+    );
+  if (e.REDIS_SENTINELS.length > 0 && !e.REDIS_URL)
+    problems.push(
+      'REDIS_SENTINELS: needs REDIS_URL too (its user, password, database and TLS are used; its host is not dialled)',
     );
   if (e.SESSION_FAILURE_MIN_SAMPLE > e.SESSION_FAILURE_WINDOW)
     problems.push(

@@ -116,6 +116,21 @@ const csv = z
       .filter((s) => s.length > 0),
   );
 
+/** Redis Sentinel addresses: `host:port` pairs (`[v6]:port` for IPv6), comma-separated. */
+const hostPorts = csv.transform((list, ctx) => {
+  const addresses: Array<{ host: string; port: number }> = [];
+  for (const entry of list) {
+    const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(entry);
+    const port = Number(match?.[2]);
+    if (!match || port < 1 || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: `expected host:port pairs, not ${entry}` });
+      return z.NEVER;
+    }
+    addresses.push({ host: match[1].replace(/^\[|\]$/g, ''), port });
+  }
+  return addresses;
+});
+
 /** Browser origins for CORS: `*` or exact origins (`https://app.example.com`, no path). */
 const origins = csv.superRefine((list, ctx) => {
   for (const entry of list) {
@@ -233,6 +248,9 @@ export const envSchema = z.object({
   REDIS_URL: url(['redis:', 'rediss:']),
   REDIS_REQUIRED: bool(false),
   REDIS_KEY_PREFIX: z.string().default('sy:'),
+  REDIS_SENTINELS: hostPorts,
+  REDIS_SENTINEL_NAME: z.string().default('mymaster'),
+  REDIS_SENTINEL_PASSWORD: z.string().optional(),
   JWT_SECRET: z.string().optional(),
   JWT_SECRET_PREVIOUS: z.string().optional(),
   JWT_EXPIRES_IN: duration('30m'),

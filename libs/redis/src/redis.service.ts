@@ -1,7 +1,7 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import Redis from 'ioredis';
+import Redis, { type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LOGGER } from '@app/observability';
@@ -83,6 +83,7 @@ export class RedisService implements OnApplicationShutdown {
       connectTimeout: 2000,
       commandTimeout: 1000,
       retryStrategy: (times: number) => Math.min(100 * times, 1000),
+      ...this.sentinelOptions(),
     };
     this.client = new Redis(url, options);
     this.subscriber = new Redis(url, {
@@ -112,6 +113,23 @@ export class RedisService implements OnApplicationShutdown {
       });
     });
     if (!this.connected) this.announceFallback(true);
+  }
+
+  /**
+   * With REDIS_SENTINELS the Sentinels say which server is the master (REDIS_URL gives only the
+   * credentials, database and TLS). After a failover the old master answers writes with
+   * READONLY until it learns its new role: that error reconnects, through the Sentinels.
+   */
+  private sentinelOptions(): Partial<RedisOptions> {
+    const { sentinels, sentinelName, sentinelPassword } = this.config.redis;
+    if (sentinels.length === 0) return {};
+    return {
+      sentinels,
+      name: sentinelName,
+      sentinelPassword,
+      failoverDetector: true,
+      reconnectOnError: (err: Error) => err.message.startsWith('READONLY'),
+    };
   }
 
   private setConnected(up: boolean): void {
