@@ -456,6 +456,27 @@ describe('auth: API keys and admin tokens', () => {
       expect((await login(gw, 'admin', admin.password, nextIp())).status).toBe(200);
     });
 
+    it('checks no more guesses than the username allows when they arrive at once', async () => {
+      const password = randomBytes(12).toString('hex');
+      secretsSeen.push(password);
+      const username = `burst-${randomBytes(3).toString('hex')}`;
+      await gw.gateway.app.get(UsersService).create({ username, password, role: 'admin' }, 'test');
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () => login(gw, username, 'wrong-password', nextIp())),
+      );
+      const statuses = answers.map((a) => a.status).sort();
+      // LOGIN_MAX_FAILURES_PER_USER is 3: three passwords checked, the rest refused unchecked.
+      expect(statuses).toEqual([...Array(3).fill(401), ...Array(17).fill(429)]);
+      expect((await login(gw, username, password, nextIp())).status).toBe(429);
+    });
+
+    it('does not count successful logins against their address', async () => {
+      const ip = nextIp();
+      for (let i = 0; i < 6; i++)
+        expect((await login(gw, 'admin', admin.password, ip)).status).toBe(200);
+      expect((await login(gw, 'ghost-ok', 'wrong-password', ip)).status).toBe(401);
+    });
+
     it('locks an address after repeated failures across usernames', async () => {
       const ip = nextIp();
       for (let i = 0; i < 4; i++)

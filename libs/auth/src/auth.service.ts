@@ -4,6 +4,7 @@ import { ApiError, LOGGER } from '@app/observability';
 import { AdminTokenService } from './admin-token.service';
 import { countAuthFailure } from './auth.metrics';
 import { LoginLimiter } from './login-limiter.service';
+import { UserRecord } from './user.types';
 import { UsersService } from './users.service';
 
 export interface TokenResponse {
@@ -23,15 +24,21 @@ export class AuthService {
   ) {}
 
   async login(username: string, password: string, ip: string): Promise<TokenResponse> {
-    await this.limiter.assertAllowed(ip, username);
-    const user = await this.users.verifyCredentials(username, password);
+    await this.limiter.begin(ip, username);
+    let user: UserRecord | undefined;
+    try {
+      user = await this.users.verifyCredentials(username, password);
+    } catch (err) {
+      // No verdict (the database is away): the attempt is not a failed login.
+      await this.limiter.release(ip, username).catch(() => undefined);
+      throw err;
+    }
     if (!user) {
-      await this.limiter.recordFailure(ip, username);
       countAuthFailure('login_failed');
       this.logger.warn({ username, ip }, 'login failed');
       throw ApiError.unauthorized('Incorrect username or password.', 'invalid_credentials');
     }
-    await this.limiter.recordSuccess(username);
+    await this.limiter.recordSuccess(ip, username);
     this.logger.info({ username, ip }, 'login succeeded');
     return {
       access_token: this.tokens.sign({ sub: user.id, username: user.username, role: user.role }),

@@ -33,18 +33,25 @@ export class LoginLimiter {
     return { ip: `auth:login-failures:ip:${ip}`, user: `auth:login-failures:user:${user}` };
   }
 
-  async assertAllowed(ip: string, username: string): Promise<void> {
+  /**
+   * Takes one attempt out of both failure budgets before the password is checked; the attempt
+   * stays counted as a failure unless `recordSuccess` or `release` gives it back. Counting first
+   * is what makes the limit hold for attempts sent at once: checking the counts and adding the
+   * failure afterwards let every concurrent guess pass the check before any of them failed.
+   * At the limit: 429 with Retry-After (the slot goes back at once), the password unchecked.
+   */
+  async begin(ip: string, username: string): Promise<void> {
     const keys = this.keys(ip, username);
-    // incrBy 0 reads the count together with the time left in its window.
     const [byIp, byUser] = await Promise.all([
-      this.redis.store.incrBy(keys.ip, 0, this.windowMs),
-      this.redis.store.incrBy(keys.user, 0, this.windowMs),
+      this.redis.store.incrBy(keys.ip, 1, this.windowMs),
+      this.redis.store.incrBy(keys.user, 1, this.windowMs),
     ]);
-    const ipBlockedMs = byIp.value >= this.config.auth.loginMaxFailuresPerIp ? byIp.ttlMs : 0;
+    const ipBlockedMs = byIp.value > this.config.auth.loginMaxFailuresPerIp ? byIp.ttlMs : 0;
     const userBlockedMs =
-      byUser.value >= this.config.auth.loginMaxFailuresPerUser ? byUser.ttlMs : 0;
+      byUser.value > this.config.auth.loginMaxFailuresPerUser ? byUser.ttlMs : 0;
     const waitMs = Math.max(ipBlockedMs, userBlockedMs);
     if (waitMs <= 0) return;
+    await this.release(ip, username);
     const scope = userBlockedMs >= ipBlockedMs ? 'username' : 'address';
     rateLimitRejections.inc({ scope: scope === 'username' ? 'login_username' : 'login_ip' });
     const seconds = Math.max(1, Math.ceil(waitMs / 1000));
@@ -58,16 +65,24 @@ export class LoginLimiter {
     );
   }
 
-  async recordFailure(ip: string, username: string): Promise<void> {
+  /** Gives back the attempt `begin` took (it was refused, or ended without a verdict). */
+  async release(ip: string, username: string): Promise<void> {
     const keys = this.keys(ip, username);
     await Promise.all([
-      this.redis.store.incrBy(keys.ip, 1, this.windowMs),
-      this.redis.store.incrBy(keys.user, 1, this.windowMs),
+      this.redis.store.incrBy(keys.ip, -1, this.windowMs),
+      this.redis.store.incrBy(keys.user, -1, this.windowMs),
     ]);
   }
 
-  /** A successful login clears the username's count (not the IP's). */
-  async recordSuccess(username: string): Promise<void> {
-    await this.redis.store.del(this.keys('', username).user);
+  /**
+   * A successful login clears the username's count and gives the address back the attempt
+   * `begin` took (earlier failures from it stay counted).
+   */
+  async recordSuccess(ip: string, username: string): Promise<void> {
+    const keys = this.keys(ip, username);
+    await Promise.all([
+      this.redis.store.del(keys.user),
+      this.redis.store.incrBy(keys.ip, -1, this.windowMs),
+    ]);
   }
 }
