@@ -44,9 +44,11 @@ describe('credits API', () => {
       expect(res.status).toBe(200);
       expect(Object.keys(res.body).sort()).toEqual(['balance', 'base_quota', 'billing_cycle_end']);
       expect(res.body).toMatchObject({ balance: 750, base_quota: 750 });
-      // The cycle starts when the account is opened (or at the scheduler's next round).
-      const cycleEnd = res.body.billing_cycle_end;
-      if (cycleEnd !== null) expect(Date.parse(cycleEnd)).toBeGreaterThan(Date.now());
+      // The cycle starts when the account is opened: one month from now, not null until the
+      // scheduler's next round.
+      const cycleEnd = Date.parse(res.body.billing_cycle_end);
+      expect(cycleEnd).toBeGreaterThan(Date.now() + 27 * 86_400_000);
+      expect(cycleEnd).toBeLessThan(Date.now() + 32 * 86_400_000);
     });
 
     it('needs an API key; a JWT is not one', async () => {

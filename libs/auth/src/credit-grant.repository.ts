@@ -20,8 +20,11 @@ export class CreditGrantRepository {
       baseQuota?: number;
     },
   ): Promise<boolean> {
+    // A base quota starts the monthly billing cycle now, so the account shows its cycle end
+    // from the first read (GET /v1/credits) rather than after the scheduler's next round.
     await tx.query(
-      `INSERT INTO user_credits (user_id, balance, base_quota) VALUES ($1, 0, $2)
+      `INSERT INTO user_credits (user_id, balance, base_quota, billing_cycle_end)
+       VALUES ($1, 0, $2::bigint, CASE WHEN $2::bigint > 0 THEN now() + interval '1 month' END)
        ON CONFLICT (user_id) DO NOTHING`,
       [grant.userId, grant.baseQuota ?? 0],
     );

@@ -502,7 +502,8 @@ export class CreditsRepository {
           [CYCLE_RESET_LOCK],
         );
         if (!lock.locked) return [];
-        // Accounts given a quota by a direct write (user creation) start their cycle now.
+        // Accounts given a quota without a cycle (rows written before user creation started
+        // it, or by hand) start their cycle now.
         await tx.query(
           `UPDATE user_credits SET billing_cycle_end = now() + interval '1 month', updated_at = now()
            WHERE billing_cycle_end IS NULL AND base_quota > 0`,
