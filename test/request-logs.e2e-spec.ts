@@ -2,6 +2,7 @@ import { Client } from 'pg';
 import { RequestLogWriter } from '@app/database';
 import { createTestDatabase, dropDatabase, startGateway } from './support/gateway';
 import { relayDatabase } from './support/tcp-proxy';
+import { waitFor } from './support/wait-for';
 
 function entry(i: number) {
   return {
@@ -157,6 +158,41 @@ describe('request logs', () => {
       expect(writer.pending).toBe(0);
       expect(await countRows(dbUrl, `request_id IN ('req-50', 'req-149')`)).toBe(2);
       expect(await countRows(dbUrl, `request_id = 'req-0'`)).toBe(0);
+    } finally {
+      await gw.close();
+      await proxy.cut();
+      await dropDatabase(dbUrl);
+    }
+  });
+
+  it('writes each row once when the answer to its batch was lost and the batch is retried', async () => {
+    const dbUrl = await createTestDatabase();
+    const { proxy, url: viaProxy } = await relayDatabase(dbUrl);
+    // A reply not back within 1.3 s (statement timeout + 1 s) is given up on.
+    const gw = await startGateway({
+      databaseUrl: viaProxy,
+      env: { DB_STATEMENT_TIMEOUT_MS: '300', DB_CONNECT_TIMEOUT_MS: '300' },
+    });
+    try {
+      const writer = gw.gateway.app.get(RequestLogWriter);
+      writer.record(entry(0));
+      await writer.flush(); // the day's partitions exist before the replies go
+      expect(await countRows(dbUrl)).toBe(1);
+      proxy.loseReplies();
+      try {
+        for (let i = 1; i <= 20; i++) writer.record(entry(i));
+        await writer.flush();
+        // The INSERT ran and committed; the writer never heard so and keeps the rows.
+        expect(await countRows(dbUrl)).toBe(21);
+        expect(writer.pending).toBe(20);
+      } finally {
+        proxy.keepReplies();
+      }
+      await waitFor(async () => {
+        await writer.flush();
+        return writer.pending === 0;
+      }, 20_000);
+      expect(await countRows(dbUrl)).toBe(21);
     } finally {
       await gw.close();
       await proxy.cut();

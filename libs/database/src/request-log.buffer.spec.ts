@@ -13,6 +13,8 @@ const entry = (i: number, extra: Partial<RequestLogEntry> = {}): RequestLogEntry
 const KEY_ID = '6f1c1c3e-8f55-4e0b-9a43-2f4f0f0f0f01';
 const USER_ID = '0b5f6a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5b';
 
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
 const requestIds = (batch: RequestLogBatch | undefined): string[] => batch!.columns()[0];
 
 describe('RequestLogBatch', () => {
@@ -52,8 +54,23 @@ describe('RequestLogBatch', () => {
       [7, 0],
       ['insufficient_credits', null],
       [at.getTime(), expect.any(Number)],
+      [expect.stringMatching(UUID_V7), expect.stringMatching(UUID_V7)],
     ]);
     expect(batch.columns()[14][1]).toBeGreaterThanOrEqual(before);
+  });
+
+  it('names each row once: a retried batch carries the ids of its first attempt', () => {
+    const batch = new RequestLogBatch();
+    batch.push(entry(1));
+    batch.push(entry(2));
+    const first = batch.columns()[15];
+    expect(new Set(first).size).toBe(2);
+    batch.push(entry(3)); // a row added to a batch put back after a failed write
+    const again = batch.columns()[15];
+    expect(again.slice(0, 2)).toEqual(first);
+    expect(again[2]).toMatch(UUID_V7);
+    batch.dropOldest(1);
+    expect(batch.columns()[15]).toEqual(again.slice(1));
   });
 
   it('makes values Postgres would refuse storable, so one row cannot hold back the rest', () => {

@@ -1,3 +1,4 @@
+import { uuidV7 } from '@app/observability';
 import type { RequestLogEntry } from './request-log.types';
 
 /** Rows per batch: one INSERT each. */
@@ -35,6 +36,7 @@ export type RequestLogColumns = [
   credits: number[],
   error: (string | null)[],
   createdAtMs: number[],
+  id: string[],
 ];
 
 /**
@@ -64,6 +66,13 @@ export class RequestLogBatch {
   private readonly latencyMs = new Float64Array(REQUEST_LOG_BATCH_ROWS);
   private readonly credits = new Float64Array(REQUEST_LOG_BATCH_ROWS);
   private readonly createdAtMs = new Float64Array(REQUEST_LOG_BATCH_ROWS);
+  /**
+   * Row ids, named at a row's first write attempt and kept for the retries: an INSERT whose
+   * reply was lost (a frozen or partitioned database) may have committed after all, and its
+   * retry must then find those rows instead of writing them twice.
+   */
+  private readonly id: string[] = new Array(REQUEST_LOG_BATCH_ROWS);
+  private named = 0;
 
   /** Rows held (dropped ones excluded). */
   get size(): number {
@@ -111,6 +120,8 @@ export class RequestLogBatch {
   columns(): RequestLogColumns {
     const from = this.start;
     const to = this.count;
+    for (; this.named < to; this.named++)
+      this.id[this.named] = uuidV7(this.createdAtMs[this.named]);
     const strings = <T extends string | null>(column: T[]): T[] =>
       column.slice(from, to).map((v) => (v === null ? v : storableText(v)) as T);
     const tokens = (column: Float64Array): (number | null)[] =>
@@ -133,6 +144,7 @@ export class RequestLogBatch {
       Array.from(this.credits.subarray(from, to), (v) => (Number.isFinite(v) ? Math.round(v) : 0)),
       strings(this.error),
       Array.from(this.createdAtMs.subarray(from, to)),
+      this.id.slice(from, to),
     ];
   }
 }

@@ -10,18 +10,21 @@ const FLUSH_INTERVAL_MS = 1000;
 const PARTITION_DAYS_AHEAD = 3;
 
 /**
- * One statement text for every batch, whatever its size: fifteen array parameters rather than
- * fifteen per row, so Postgres neither parses nor plans a VALUES list per batch.
+ * One statement text for every batch, whatever its size: sixteen array parameters rather than
+ * sixteen per row, so Postgres neither parses nor plans a VALUES list per batch. The ids come
+ * with the rows, so a retried batch skips the rows an unanswered attempt did write.
  */
 export const INSERT_BATCH = `
   INSERT INTO request_logs (request_id, api_key_id, user_id, method, route, model, provider, status_code,
-    latency_ms, prompt_tokens, completion_tokens, cached, credits, error, created_at)
+    latency_ms, prompt_tokens, completion_tokens, cached, credits, error, created_at, id)
   SELECT request_id, api_key_id, user_id, method, route, model, provider, status_code,
-    latency_ms, prompt_tokens, completion_tokens, cached, credits, error, to_timestamp(created_ms / 1000.0)
+    latency_ms, prompt_tokens, completion_tokens, cached, credits, error, to_timestamp(created_ms / 1000.0), id
   FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::int[], $9::float8[], $10::int[], $11::int[], $12::bool[], $13::bigint[], $14::text[], $15::float8[])
+    $8::int[], $9::float8[], $10::int[], $11::int[], $12::bool[], $13::bigint[], $14::text[], $15::float8[],
+    $16::uuid[])
     AS r(request_id, api_key_id, user_id, method, route, model, provider, status_code,
-      latency_ms, prompt_tokens, completion_tokens, cached, credits, error, created_ms)`;
+      latency_ms, prompt_tokens, completion_tokens, cached, credits, error, created_ms, id)
+  ON CONFLICT DO NOTHING`;
 
 const requestLogsDropped = counter(
   'gateway_request_logs_dropped_total',
