@@ -30,6 +30,26 @@ export interface DeliveredJob {
 
 type QueueState = 'idle' | 'starting' | 'running' | 'failed' | 'stopped';
 
+const DEADLOCK_ATTEMPTS = 5;
+
+/**
+ * pg-boss's create_queue takes no lock of its own: replicas that boot together on a new
+ * database create the same queue partitions at once, and Postgres aborts one of them as a
+ * deadlock (40P01). That replica was left with no queue and no workers until restarted. The
+ * other one finishes the queue, so the aborted step succeeds when tried again.
+ */
+async function retryOnDeadlock(step: () => Promise<unknown>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await step();
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '40P01' || attempt >= DEADLOCK_ATTEMPTS) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 100));
+    }
+  }
+}
+
 /**
  * The durable queue: pg-boss on the same Postgres (its own `pgboss` schema and connection pool).
  * generation_jobs stays the record operators and clients read; pg-boss only decides which worker
@@ -89,25 +109,13 @@ export class JobQueue {
       this.reportError(new Error(`${method} not recorded: ${(err as Error).message}`)),
     );
     await boss.start();
-    await boss.createQueue(GENERATION_DEAD_QUEUE, { name: GENERATION_DEAD_QUEUE });
-    const generation: PgBoss.Queue = {
-      name: GENERATION_QUEUE,
-      policy: 'standard',
-      retryLimit: jobs.maxAttempts - 1,
-      retryDelay: 0,
-      expireInSeconds: jobs.visibilityTimeoutSeconds,
-      deadLetter: GENERATION_DEAD_QUEUE,
-    };
-    await boss.createQueue(GENERATION_QUEUE, generation);
-    // createQueue keeps the settings of an existing queue; apply the current configuration.
-    await boss.updateQueue(GENERATION_QUEUE, generation);
-    await boss.createQueue(RETENTION_QUEUE, {
-      name: RETENTION_QUEUE,
-      policy: 'standard',
-      retryLimit: 2,
-      retryDelay: 60,
-      expireInSeconds: 3600,
-    });
+    try {
+      await this.declareQueues(boss);
+    } catch (err) {
+      // A half-started instance would keep its timers and pool; a later start makes a new one.
+      await boss.stop({ graceful: false, wait: false, close: true }).catch(() => undefined);
+      throw err;
+    }
     this.boss = boss;
     this.state = 'running';
     this.lastError = undefined;
@@ -120,6 +128,33 @@ export class JobQueue {
       'job queue started (pg-boss)',
     );
     return boss;
+  }
+
+  private async declareQueues(boss: PgBoss): Promise<void> {
+    const jobs = this.config.jobs;
+    await retryOnDeadlock(() =>
+      boss.createQueue(GENERATION_DEAD_QUEUE, { name: GENERATION_DEAD_QUEUE }),
+    );
+    const generation: PgBoss.Queue = {
+      name: GENERATION_QUEUE,
+      policy: 'standard',
+      retryLimit: jobs.maxAttempts - 1,
+      retryDelay: 0,
+      expireInSeconds: jobs.visibilityTimeoutSeconds,
+      deadLetter: GENERATION_DEAD_QUEUE,
+    };
+    await retryOnDeadlock(() => boss.createQueue(GENERATION_QUEUE, generation));
+    // createQueue keeps the settings of an existing queue; apply the current configuration.
+    await retryOnDeadlock(() => boss.updateQueue(GENERATION_QUEUE, generation));
+    await retryOnDeadlock(() =>
+      boss.createQueue(RETENTION_QUEUE, {
+        name: RETENTION_QUEUE,
+        policy: 'standard',
+        retryLimit: 2,
+        retryDelay: 60,
+        expireInSeconds: 3600,
+      }),
+    );
   }
 
   private reportError(err: Error): void {
