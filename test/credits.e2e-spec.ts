@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
+import { CreditsService } from '@app/credits';
 import { runCli } from '../apps/cli/src/main';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway, uniqueRedisPrefix } from './support/gateway';
@@ -279,6 +281,27 @@ describe('credits API', () => {
       const account = (await call(gw, 'GET', '/v1/credits', c.key)).body;
       expect(account.balance).toBe(100);
       expect(Date.parse(account.billing_cycle_end)).toBeGreaterThan(Date.now());
+    });
+  });
+
+  describe('billing cycle reset with a request in flight', () => {
+    it('counts its hold as spent from the new quota, so unused quota does not roll over', async () => {
+      const c = await newConsumer(gw, { credits: 100 });
+      const credits = gw.gateway.app.get(CreditsService);
+      const hold = await credits.reserve({ userId: c.userId, amount: 30, requestId: randomUUID() });
+      await pg.query(
+        `UPDATE user_credits SET billing_cycle_end = now() - interval '1 minute' WHERE user_id = $1`,
+        [c.userId],
+      );
+      const reset = await call(gw, 'POST', '/admin/credits/cycle-reset', admin, {
+        user_id: c.userId,
+      });
+      expect(reset.body.reset).toEqual([
+        expect.objectContaining({ event_type: 'cycle_reset', amount: 0, balance_after: 70 }),
+      ]);
+      // The request used 12 of its 30: the 18 come back, to the new quota's 70.
+      await credits.settle(hold, 12);
+      expect((await call(gw, 'GET', '/v1/credits', c.key)).body.balance).toBe(88);
     });
   });
 

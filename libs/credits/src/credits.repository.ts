@@ -23,6 +23,11 @@ const PRIMARY_KEY = 'credit_ledger_pkey';
 /** Only one replica runs a billing-cycle round at a time (pg_try_advisory_xact_lock). */
 const CYCLE_RESET_LOCK = 727_006;
 const CYCLE_RESET_BATCH = 200;
+/**
+ * How far back a billing-cycle reset looks for holds still open. Requests and jobs close theirs
+ * within minutes; an older open hold is an anomaly the audit lists (open_reservations).
+ */
+const OPEN_HOLD_HOURS = 24;
 
 interface LedgerRow {
   id: string;
@@ -529,12 +534,29 @@ export class CreditsRepository {
       );
       const written: LedgerEntry[] = [];
       for (const row of due) {
-        const delta = Number(row.base_quota) - Number(row.balance);
+        // Holds of requests in flight give their unused part back when they close, after the
+        // reset: counted as spent from the new quota, or that part would roll over (the balance
+        // ending above base_quota). The account's row lock, taken above, keeps the set still.
+        const [open] = await tx.query<{ held: string }>(
+          `SELECT COALESCE(SUM(-d.amount), 0) AS held FROM credit_ledger d
+            WHERE d.user_id = $1 AND d.event_type = 'debit'
+              AND d.created_at > now() - make_interval(hours => $2::int)
+              AND NOT EXISTS (
+                SELECT 1 FROM credit_ledger c
+                WHERE c.user_id = d.user_id AND c.idempotency_key = 'close:' || d.id::text)`,
+          [row.user_id, OPEN_HOLD_HOURS],
+        );
+        const held = Number(open.held);
+        const balance = Math.max(0, Number(row.base_quota) - held);
+        const description =
+          held > 0
+            ? `Billing cycle reset to base quota, less ${held} held by requests in flight`
+            : 'Billing cycle reset to base quota';
         // Whole months from the old end (anchored, so Jan 31 does not drift to the 28th).
         const rows = await tx.query<LedgerRow>(
           `WITH acct AS (
                UPDATE user_credits uc SET
-                 balance = uc.base_quota,
+                 balance = $2::bigint,
                  billing_cycle_end = (
                    SELECT uc.billing_cycle_end + make_interval(months => k)
                    FROM generate_series(1, 1200) AS k
@@ -545,9 +567,9 @@ export class CreditsRepository {
                RETURNING uc.balance
              )
              INSERT INTO credit_ledger (user_id, event_type, amount, balance_after, idempotency_key, description)
-             SELECT $1, 'cycle_reset', $2::bigint, balance, $3, 'Billing cycle reset to base quota' FROM acct
+             SELECT $1, 'cycle_reset', $3::bigint, balance, $4, $5 FROM acct
              RETURNING ${LEDGER_COLUMNS}`,
-          [row.user_id, delta, row.reset_key],
+          [row.user_id, balance, balance - Number(row.balance), row.reset_key, description],
         );
         written.push(toEntry(rows[0]));
       }
