@@ -120,6 +120,17 @@ describe('production refuses weak and default secrets', () => {
     ]);
   });
 
+  it('refuses short or patterned bootstrap API_KEYS in production, naming the key by place only', () => {
+    const good = `sk-sy-${randomBytes(30).toString('base64url')}`;
+    expect(loadConfig({ ...strong(), API_KEYS: good }).auth.bootstrapKeys).toEqual([good]);
+    const problems = problemsOf({ ...strong(), API_KEYS: `${good},abc,${'ab'.repeat(20)}` });
+    expect(problems).toEqual([
+      'API_KEYS: key 2 of 3 must be at least 32 characters in production',
+      expect.stringMatching(/^API_KEYS: key 3 of 3 has too little variety/),
+    ]);
+    expect(problems.join('\n')).not.toContain('abab');
+  });
+
   it('holds JWT_SECRET_PREVIOUS to the JWT_SECRET rules: it verifies admin tokens too', () => {
     expect(problemsOf({ ...strong(), JWT_SECRET_PREVIOUS: 'abc' })).toEqual([
       'JWT_SECRET_PREVIOUS: must be at least 32 characters in production',

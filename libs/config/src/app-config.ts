@@ -218,6 +218,19 @@ function productionProblems(env: NodeJS.ProcessEnv): string[] {
     problems.push(
       'DATABASE_URL: required in production (the embedded Postgres is for development)',
     );
+  // Bootstrap keys are bearer credentials with a user's credits behind them; the key itself is
+  // never printed, only its place in the list.
+  const bootstrapKeys = (env.API_KEYS ?? '').split(',').map((key) => key.trim());
+  bootstrapKeys.forEach((key, index) => {
+    if (!key) return;
+    const which = `API_KEYS: key ${index + 1} of ${bootstrapKeys.length}`;
+    if (key.length < MIN_SECRET_LENGTH)
+      problems.push(`${which} must be at least ${MIN_SECRET_LENGTH} characters in production`);
+    else if (hasLowVariety(key))
+      problems.push(
+        `${which} has too little variety for a key (a repeated character or pattern); use \`npm run cli -- keys:create\` or \`openssl rand -base64 32\``,
+      );
+  });
   for (const name of ['ADMIN_PASSWORD', 'METRICS_PASSWORD'] as const) {
     const password = env[name];
     if (password && isDefaultPassword(password))
