@@ -2,11 +2,13 @@ import { Body, Controller, Get, HttpCode, Post, Req, Res, UseGuards } from '@nes
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiKeyGuard, CurrentPrincipal, Principal, RequireScopes } from '@app/auth';
+import { recordAfter } from '@app/observability';
 import { ChatCompletionsService } from './chat/chat-completions.service';
 import { chatRequestSchema } from './chat/chat-request.schema';
 import { ResponseSseSink } from './chat/response-sse.sink';
 import { ImagesService } from './images/images.service';
 import { imagesRequestSchema } from './images/images-request.schema';
+import { GenerationContext } from './pipeline/generation-context';
 import { GenerationContextFactory } from './pipeline/generation-context.factory';
 import { parseBody } from './pipeline/validation';
 import { ProviderRegistry } from './providers/provider-registry.service';
@@ -53,6 +55,11 @@ export class GenerationController {
   ): Promise<void> {
     const input = parseBody(chatRequestSchema, body) as Record<string, unknown>;
     const ctx = this.contexts.forHttp(request, reply, principal, 'chat', input);
+    // A client that leaves mid-answer is logged once the generation has settled what it cost.
+    await recordAfter(request, this.answerChat(ctx, reply));
+  }
+
+  private async answerChat(ctx: GenerationContext, reply: FastifyReply): Promise<void> {
     const result = await this.chat.create(ctx);
     if (result.type === 'json') {
       await reply.status(200).headers(ctx.responseHeaders).send(result.body);
@@ -86,7 +93,7 @@ export class GenerationController {
   ): Promise<void> {
     const input = parseBody(imagesRequestSchema, body) as Record<string, unknown>;
     const ctx = this.contexts.forHttp(request, reply, principal, 'images', input);
-    const result = await this.images.generate(ctx);
+    const result = await recordAfter(request, this.images.generate(ctx));
     await reply.status(200).headers(ctx.responseHeaders).send(result);
   }
 }

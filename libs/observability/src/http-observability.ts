@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { createAccessLogWriter } from './access-log';
 import { httpRequestDuration, httpRequestsTotal } from './http-metrics';
@@ -79,8 +79,22 @@ export function requestIdFrom(headers: Record<string, string | string[] | undefi
 }
 
 /**
+ * Status recorded for a request whose client left before any of the answer was sent (nginx's
+ * "client closed request"): the client saw nothing, so nothing else would be true.
+ */
+const CLIENT_CLOSED_STATUS = 499;
+
+const RECORDED = Symbol('switchyard.requestRecorded');
+type Recordable = { [RECORDED]?: true };
+
+/**
  * Request id, per-request log line and HTTP metrics as Fastify hooks: they run for every
  * request, including 404s and body-parser failures that never reach a Nest handler.
+ *
+ * Fastify's onResponse runs only for an answer that finished. A client that leaves earlier (a
+ * stream cut short, a long generation abandoned) gets its line, metric and row from the
+ * response's 'close' instead, once the handler's pending work (recordAfter: the credit settle
+ * that annotates what it cost) is done.
  */
 export function installHttpObservability(
   fastify: FastifyInstance,
@@ -88,39 +102,70 @@ export function installHttpObservability(
   onCompleted?: (request: CompletedRequest) => void,
 ): void {
   const writeAccessLine = createAccessLogWriter(logger);
+  const record = (request: FastifyRequest, statusCode: number, elapsedMs: number): void => {
+    const raw = request.raw as Recordable;
+    if (raw[RECORDED]) return;
+    raw[RECORDED] = true;
+    const route = request.routeOptions?.url ?? 'unmatched';
+    const labels = { method: request.method, route, status: String(statusCode) };
+    httpRequestsTotal.inc(labels);
+    httpRequestDuration.observe(labels, elapsedMs / 1000);
+    if (QUIET_ROUTES.has(route)) return;
+    const annotations = requestAnnotations(request);
+    const latencyMs = Math.round(elapsedMs * 100) / 100;
+    const requestId = String(request.id);
+    writeAccessLine({
+      requestId,
+      method: request.method,
+      route,
+      status: statusCode,
+      latencyMs,
+      annotations,
+    });
+    if (onCompleted && route !== 'unmatched') {
+      onCompleted(
+        completedRequest(annotations, requestId, request.method, route, statusCode, latencyMs),
+      );
+    }
+  };
 
   fastify.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    reply.raw.once('close', () => {
+      if (reply.raw.writableFinished) return; // onResponse records it
+      const elapsedMs = reply.elapsedTime; // the client's wait ended now
+      const status = reply.raw.headersSent ? reply.raw.statusCode : CLIENT_CLOSED_STATUS;
+      const pending = pendingWork(request);
+      if (pending) void pending.then(() => record(request, status, elapsedMs));
+      else record(request, status, elapsedMs);
+    });
     done();
   });
 
   fastify.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions?.url ?? 'unmatched';
-    const statusCode = reply.statusCode;
-    const elapsedMs = reply.elapsedTime; // a getter that reads the clock: read it once
-    const labels = { method: request.method, route, status: String(statusCode) };
-    httpRequestsTotal.inc(labels);
-    httpRequestDuration.observe(labels, elapsedMs / 1000);
-    if (!QUIET_ROUTES.has(route)) {
-      const annotations = requestAnnotations(request);
-      const latencyMs = Math.round(elapsedMs * 100) / 100;
-      const requestId = String(request.id);
-      writeAccessLine({
-        requestId,
-        method: request.method,
-        route,
-        status: statusCode,
-        latencyMs,
-        annotations,
-      });
-      if (onCompleted && route !== 'unmatched') {
-        onCompleted(
-          completedRequest(annotations, requestId, request.method, route, statusCode, latencyMs),
-        );
-      }
-    }
+    record(request, reply.statusCode, reply.elapsedTime); // elapsedTime reads the clock: once
     done();
   });
+}
+
+const PENDING = Symbol('switchyard.requestPendingWork');
+type WithPending = { [PENDING]?: Promise<unknown> };
+
+/**
+ * Has the request's log line and request_logs row wait for `work` (settled either way) when the
+ * client leaves before the answer is complete: work that annotates the request after that, such
+ * as a generation settling its credits. Returns `work`.
+ */
+export function recordAfter<T>(request: FastifyRequest, work: Promise<T>): Promise<T> {
+  (request.raw as WithPending)[PENDING] = work.then(
+    () => undefined,
+    () => undefined,
+  );
+  return work;
+}
+
+function pendingWork(request: FastifyRequest): Promise<unknown> | undefined {
+  return (request.raw as WithPending)[PENDING];
 }
 
 /** Route label of requests Node's HTTP parser refused: they never had a method or a route. */

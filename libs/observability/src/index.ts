@@ -8,6 +8,7 @@ export { createLogger, scrubSecrets, redactLogFields } from './logger';
 export { PinoNestLogger } from './nest-logger';
 export {
   installHttpObservability,
+  recordAfter,
   recordUnparsedRequest,
   requestIdFrom,
   uuidV7,

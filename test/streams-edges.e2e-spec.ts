@@ -1,0 +1,159 @@
+import { request as httpRequest } from 'node:http';
+import { Client } from 'pg';
+import { newConsumer, TestConsumer } from './support/auth-factory';
+import { startGateway, TestGateway } from './support/gateway';
+import { MockUpstream, startMockUpstream, writeProvidersFile } from './support/mock-upstream';
+import { waitFor } from './support/wait-for';
+
+/**
+ * Streams, image generations and HTTP edges as a client meets them: clients that leave early,
+ * shutdown with streams in flight, odd request encodings.
+ */
+describe('streams and HTTP edges', () => {
+  let gw: TestGateway;
+  let up: MockUpstream;
+  let pg: Client;
+  let consumer: TestConsumer;
+
+  beforeAll(async () => {
+    up = await startMockUpstream('edges');
+    const file = writeProvidersFile(`
+providers:
+  - name: edges
+    kind: openai
+    base_url: ${up.url}
+    models: [edge-gpt, edge-image]
+    timeout_ms: 5000
+pricing:
+  - { model: edge-gpt, per_request: 1, per_1k_prompt_tokens: 1000, per_1k_completion_tokens: 1000 }
+  - { model: edge-image, per_image: 40 }
+`);
+    gw = await startGateway({ env: { PROVIDERS_FILE: file } });
+    consumer = await newConsumer(gw, { credits: 1_000_000 });
+    pg = new Client({ connectionString: gw.databaseUrl });
+    await pg.connect();
+  });
+
+  afterAll(async () => {
+    await pg?.end();
+    await gw?.close();
+    await up?.stop();
+  });
+
+  beforeEach(() => up.reset());
+
+  /** Sends a request and destroys the connection once `leaveWhen` says so (or at the answer). */
+  function leaveEarly(
+    path: string,
+    body: unknown,
+    requestId: string,
+    leaveWhen: (received: string) => boolean,
+  ): Promise<string> {
+    return new Promise((resolve, reject) => {
+      let received = '';
+      const req = httpRequest(
+        `${gw.url}${path}`,
+        {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${consumer.key}`,
+            'content-type': 'application/json',
+            'x-request-id': requestId,
+          },
+        },
+        (res) => {
+          res.on('data', (chunk: Buffer) => {
+            received += chunk.toString();
+            if (leaveWhen(received)) req.destroy();
+          });
+          res.on('close', () => resolve(received));
+        },
+      );
+      req.on('error', () => resolve(received));
+      req.on('close', () => resolve(received));
+      req.end(JSON.stringify(body));
+      up.waitFor(() => up.count === 1).then(() => {
+        if (leaveWhen(received)) req.destroy();
+      }, reject);
+    });
+  }
+
+  async function logRow(requestId: string) {
+    return waitFor(
+      async () =>
+        (
+          await pg.query(
+            `SELECT status_code, credits, error, completion_tokens FROM request_logs
+              WHERE request_id = $1`,
+            [requestId],
+          )
+        ).rows[0] as
+          | { status_code: number; credits: string; error: string; completion_tokens: number }
+          | undefined,
+      15_000,
+      `request_logs row of ${requestId}`,
+    );
+  }
+
+  async function netCharge(requestId: string): Promise<number> {
+    const { rows } = await pg.query(
+      `SELECT coalesce(-sum(amount), 0)::int AS charged FROM credit_ledger WHERE request_id = $1`,
+      [requestId],
+    );
+    return rows[0].charged as number;
+  }
+
+  describe('a client that leaves before the answer is complete', () => {
+    it('logs a stream cut by its client with what it was charged', async () => {
+      up.always({ mode: 'ok', content: 'abcdefghijklmnop', chunks: 4, holdAfter: 2 });
+      const received = await leaveEarly(
+        '/v1/chat/completions',
+        { model: 'edge-gpt', messages: [{ role: 'user', content: 'x' }], stream: true },
+        'edges-left-stream',
+        (text) => text.includes('efgh'),
+      );
+      expect(received).toContain('abcd');
+      await up.waitFor(() => up.requests[0]?.aborted === true);
+      const row = await logRow('edges-left-stream');
+      // The headers (200) went out with the first chunk; the tokens delivered are billed.
+      expect(row.status_code).toBe(200);
+      expect(row.error).toBe('client_closed');
+      expect(row.completion_tokens).toBeGreaterThan(0);
+      const charged = await netCharge('edges-left-stream');
+      expect(charged).toBeGreaterThan(0);
+      expect(Number(row.credits)).toBe(charged);
+    });
+
+    it('logs a non-streamed request abandoned while the upstream works as 499, charged nothing', async () => {
+      up.always({ mode: 'hang' });
+      await leaveEarly(
+        '/v1/chat/completions',
+        { model: 'edge-gpt', messages: [{ role: 'user', content: 'x' }] },
+        'edges-left-json',
+        () => up.count === 1,
+      );
+      const row = await logRow('edges-left-json');
+      expect(row.status_code).toBe(499);
+      expect(row.error).toBe('client_closed_request');
+      expect(Number(row.credits)).toBe(0);
+      expect(await netCharge('edges-left-json')).toBe(0);
+      const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+      expect(metrics).toMatch(
+        /http_requests_total\{method="POST",route="\/v1\/chat\/completions",status="499"\} [1-9]/,
+      );
+    });
+
+    it('logs an abandoned image generation as 499', async () => {
+      up.always({ mode: 'hang' });
+      await leaveEarly(
+        '/v1/images/generations',
+        { model: 'edge-image', prompt: 'a lighthouse', n: 2 },
+        'edges-left-image',
+        () => up.count === 1,
+      );
+      const row = await logRow('edges-left-image');
+      expect(row.status_code).toBe(499);
+      expect(await netCharge('edges-left-image')).toBe(0);
+    });
+  });
+});
