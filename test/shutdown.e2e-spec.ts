@@ -1,3 +1,4 @@
+import { Agent, request as httpRequest } from 'node:http';
 import { newConsumer } from './support/auth-factory';
 import { startGateway } from './support/gateway';
 import { startMockUpstream, writeProvidersFile } from './support/mock-upstream';
@@ -62,6 +63,59 @@ providers:
       expect(JSON.parse(body)).toMatchObject({ object: 'list' });
     } finally {
       await gw.close();
+    }
+  });
+
+  it('finishes a stream in flight and hangs up its kept-alive connection instead of waiting out the grace period', async () => {
+    const up = await startMockUpstream('streaming');
+    up.always({ mode: 'ok', content: 'streamed to the end', chunks: 4, holdAfter: 1 });
+    const file = writeProvidersFile(`
+providers:
+  - { name: streaming, kind: openai, base_url: "${up.url}", models: [stream-gpt], timeout_ms: 5000 }
+`);
+    const gw = await startGateway({ env: { PROVIDERS_FILE: file, SHUTDOWN_GRACE_MS: '20000' } });
+    try {
+      const { key } = await newConsumer(gw);
+      // A keep-alive agent that holds idle sockets open for minutes, as the SDKs' agents do
+      // (fetch's own closes them after 4 s, which would hide the problem).
+      const agent = new Agent({ keepAlive: true });
+      const body = new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = httpRequest(
+          `${gw.url}/v1/chat/completions`,
+          {
+            method: 'POST',
+            agent,
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          },
+          (res) => {
+            let text = '';
+            res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+          },
+        );
+        req.on('error', reject);
+        req.end(
+          JSON.stringify({
+            model: 'stream-gpt',
+            messages: [{ role: 'user', content: 'x' }],
+            stream: true,
+          }),
+        );
+      });
+      await up.waitFor(() => up.count === 1);
+      const stopping = gw.gateway.shutdown();
+      up.release();
+      const answer = await body;
+      expect(answer.status).toBe(200);
+      expect(answer.text).toContain('data: [DONE]');
+      await stopping;
+      // The drain ended with the stream: the grace period never ran out.
+      expect(gw.logText()).not.toContain('shutdown grace period over');
+      expect(gw.logText()).toContain('shutdown complete');
+      agent.destroy();
+    } finally {
+      await gw.close();
+      await up.stop();
     }
   });
 

@@ -64,6 +64,13 @@ export async function createGateway(
     if (lifecycle.isShuttingDown) reply.header('connection', 'close');
     done();
   });
+  fastify.addHook('onResponse', (request, _reply, done) => {
+    // onSend never sees a stream (the reply is hijacked), whose headers promised keep-alive,
+    // perhaps before the drain began: hang up once the answer is complete, or its client holds
+    // the drain open until SHUTDOWN_GRACE_MS. end() lets the answer's last bytes go out first.
+    if (lifecycle.isShuttingDown) request.raw.socket?.end();
+    done();
+  });
   await app.init();
   await app.listen(config.http.port, config.http.host).catch((err: unknown) => {
     throw listenRefusal(err, 'PORT');
