@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { Client } from 'pg';
 import { newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
@@ -102,6 +103,40 @@ pricing:
     );
     return rows[0].charged as number;
   }
+
+  describe('request encodings', () => {
+    const chat = JSON.stringify({ model: 'edge-gpt', messages: [{ role: 'user', content: 'x' }] });
+    const post = (body: string | Buffer, headers: Record<string, string>) =>
+      fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${consumer.key}`,
+          'content-type': 'application/json',
+          ...headers,
+        },
+        body,
+      });
+
+    it('refuses a compressed body with 415 instead of misreading it', async () => {
+      for (const [encoding, body] of [
+        ['gzip', gzipSync(chat)],
+        ['br', chat], // taken as uncompressed before
+        ['GZIP, identity', gzipSync(chat)],
+      ] as const) {
+        const res = await post(body, { 'content-encoding': encoding });
+        const json = (await res.json()) as { error: { code: string; param: string } };
+        expect([encoding, res.status, json.error.code, json.error.param]).toEqual([
+          encoding,
+          415,
+          'unsupported_media_type',
+          'content-encoding',
+        ]);
+      }
+      expect(up.count).toBe(0);
+      const plain = await post(chat, { 'content-encoding': 'identity' });
+      expect(plain.status).toBe(200);
+    });
+  });
 
   describe('a client that leaves before the answer is complete', () => {
     it('logs a stream cut by its client with what it was charged', async () => {

@@ -218,6 +218,21 @@ export function installHttpHardening(
       done(ApiError.badRequest('The Host header is required', 'host', 'missing_host'));
       return;
     }
+    // Bodies are read as they are sent: a compressed one was parsed as text and refused with a
+    // misleading "size did not match Content-Length" (gzip) or taken as if uncompressed (br).
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+      done(
+        new ApiError(
+          415,
+          'invalid_request_error',
+          'unsupported_media_type',
+          `Content-Encoding '${encoding.slice(0, 32)}' is not supported: send the body uncompressed`,
+          'content-encoding',
+        ),
+      );
+      return;
+    }
     done();
   });
   installBodyParsers(fastify, config);
