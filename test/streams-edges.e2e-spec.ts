@@ -138,6 +138,50 @@ pricing:
     });
   });
 
+  describe('image generations', () => {
+    const generate = async (body: Record<string, unknown>, requestId: string) => {
+      const res = await fetch(`${gw.url}/v1/images/generations`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${consumer.key}`,
+          'content-type': 'application/json',
+          'x-request-id': requestId,
+        },
+        body: JSON.stringify({ model: 'edge-image', prompt: 'a lighthouse', ...body }),
+      });
+      const json = (await res.json()) as { data?: unknown[]; error?: { code: string } };
+      return { status: res.status, json };
+    };
+    const images = (entries: unknown[]) => JSON.stringify({ created: 1, data: entries });
+
+    it('refuses an answer without images, or with entries that are no images, and refunds', async () => {
+      for (const [i, body] of [
+        images([]),
+        images([1, null, 'x']),
+        images([{ url: 'https://images.test/0.png' }, { revised_prompt: 'no image' }]),
+        images([{ url: '' }]),
+      ].entries()) {
+        up.next({ mode: 'raw', body });
+        const res = await generate({ n: 2 }, `edges-bad-images-${i}`);
+        expect([body, res.status, res.json.error?.code]).toEqual([body, 502, 'upstream_error']);
+        expect(await netCharge(`edges-bad-images-${i}`)).toBe(0);
+      }
+    });
+
+    it('bills the images delivered, never more than the n asked for', async () => {
+      const url = (i: number) => ({ url: `https://images.test/${i}.png` });
+      up.next({ mode: 'raw', body: images([url(0)]) });
+      const fewer = await generate({ n: 3 }, 'edges-fewer-images');
+      expect(fewer.status).toBe(200);
+      expect(await netCharge('edges-fewer-images')).toBe(40);
+      up.next({ mode: 'raw', body: images([0, 1, 2, 3, 4, 5, 6].map(url)) });
+      const more = await generate({ n: 1 }, 'edges-more-images');
+      expect(more.status).toBe(200);
+      expect(more.json.data).toHaveLength(7);
+      expect(await netCharge('edges-more-images')).toBe(40);
+    });
+  });
+
   describe('a client that leaves before the answer is complete', () => {
     it('logs a stream cut by its client with what it was charged', async () => {
       up.always({ mode: 'ok', content: 'abcdefghijklmnop', chunks: 4, holdAfter: 2 });

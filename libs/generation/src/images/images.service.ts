@@ -9,7 +9,8 @@ import {
 import { GenerationPipeline } from '../pipeline/generation-pipeline.service';
 import { ProviderRegistry } from '../providers/provider-registry.service';
 import { UpstreamRouter } from '../routing/upstream-router.service';
-import { ImagesResponse } from '../upstream/upstream.types';
+import { isRecord } from '../upstream/openai.upstream';
+import { ImagesResponse, UpstreamFailure } from '../upstream/upstream.types';
 
 /** POST /v1/images/generations: the chat flow's steps, without streaming. */
 @Injectable()
@@ -58,7 +59,7 @@ export class ImagesService {
           deadline: ctx.deadline,
         },
         routes,
-        (client, call) => client.images(ctx.body, call),
+        async (client, call) => checkedImages(await client.images(ctx.body, call)),
       );
       ctx.responseHeaders['x-provider'] = routed.provider.name;
       await finish({
@@ -66,7 +67,8 @@ export class ImagesService {
         provider: routed.provider.name,
         attempts: routed.attempts,
         statusCode: 200,
-        images: routed.value.data.length,
+        // The hold covered the n images asked for: an upstream that sends more is not billed more.
+        images: Math.min(routed.value.data.length, requestedImages(ctx.body)),
         imagesResponse: routed.value,
       });
       return routed.value;
@@ -85,4 +87,28 @@ export class ImagesService {
       throw err;
     }
   }
+}
+
+/** `n` of a validated request: 1–10, 1 when absent or null. */
+function requestedImages(body: Record<string, unknown>): number {
+  return typeof body.n === 'number' ? body.n : 1;
+}
+
+/**
+ * An answer is billed per image, so one without images, or with an entry that is no image (not
+ * an object with a `url` or `b64_json`), is an invalid upstream answer: the next provider, or a
+ * 502 with the hold refunded, never a charge for nothing.
+ */
+function checkedImages(answer: ImagesResponse): ImagesResponse {
+  const images: unknown[] = answer.data;
+  if (images.length === 0) throw new UpstreamFailure('malformed', 'upstream answered no image');
+  for (const image of images) {
+    if (!isRecord(image) || !(isImageText(image.url) || isImageText(image.b64_json)))
+      throw new UpstreamFailure('malformed', 'upstream answered an image without url or b64_json');
+  }
+  return answer;
+}
+
+function isImageText(value: unknown): boolean {
+  return typeof value === 'string' && value.length > 0;
 }
