@@ -138,6 +138,33 @@ pricing:
     });
   });
 
+  it('ends a stream the upstream cut with an error event in the envelope, request_id included', async () => {
+    up.always({ mode: 'cut', afterChunks: 2, chunkDelayMs: 20 });
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${consumer.key}`,
+        'content-type': 'application/json',
+        'x-request-id': 'edges-cut-stream',
+      },
+      body: JSON.stringify({
+        model: 'edge-gpt',
+        messages: [{ role: 'user', content: 'x' }],
+        stream: true,
+      }),
+    });
+    const events = (await res.text()).split('\n\n').filter((e) => e.startsWith('data: '));
+    expect(JSON.parse(events.at(-1)!.slice('data: '.length))).toEqual({
+      error: {
+        message: expect.any(String),
+        type: 'upstream_error',
+        code: 'stream_interrupted',
+        param: null,
+        request_id: 'edges-cut-stream',
+      },
+    });
+  });
+
   describe('image generations', () => {
     const generate = async (body: Record<string, unknown>, requestId: string) => {
       const res = await fetch(`${gw.url}/v1/images/generations`, {

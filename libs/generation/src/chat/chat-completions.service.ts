@@ -34,14 +34,18 @@ interface OpenStream {
   first: SseEvent;
 }
 
-const STREAM_INTERRUPTED = JSON.stringify({
-  error: {
-    message: 'The upstream provider stopped in the middle of the answer',
-    type: 'upstream_error',
-    code: 'stream_interrupted',
-    param: null,
-  },
-});
+/** The error event that ends a stream the upstream cut: the envelope of every other error. */
+function streamInterrupted(requestId: string): string {
+  return JSON.stringify({
+    error: {
+      message: 'The upstream provider stopped in the middle of the answer',
+      type: 'upstream_error',
+      code: 'stream_interrupted',
+      param: null,
+      request_id: requestId,
+    },
+  });
+}
 
 /**
  * POST /v1/chat/completions, for HTTP clients and job workers alike. `create` is the whole flow,
@@ -229,7 +233,7 @@ export class ChatCompletionsService {
       cut = new UpstreamFailure('malformed', 'upstream stream ended without any choice');
     }
     if (sawDone && !clientGone) clientGone = !(await sink.write('data: [DONE]\n\n'));
-    else if (cut && !clientGone) await sink.write(`data: ${STREAM_INTERRUPTED}\n\n`);
+    else if (cut && !clientGone) await sink.write(`data: ${streamInterrupted(ctx.requestId)}\n\n`);
     await this.endStream(ctx, routed.attempt, routed.attempts, acc, {
       outcome: sawDone ? 'success' : clientGone ? 'aborted' : (cut?.outcome ?? 'stream_cut'),
       message: cut?.message,
