@@ -1,8 +1,10 @@
 import { Agent, request as httpRequest } from 'node:http';
+import { RedisService } from '@app/redis';
 import { newConsumer } from './support/auth-factory';
 import { startGateway } from './support/gateway';
 import { startMockUpstream, writeProvidersFile } from './support/mock-upstream';
 import { rawRequest } from './faults/harness';
+import { waitFor } from './support/wait-for';
 
 describe('graceful shutdown over real connections', () => {
   it('answers readiness 503 during the drain delay, finishes a kept-alive in-flight request, and does not wait for idle keep-alive', async () => {
@@ -117,6 +119,18 @@ providers:
       await gw.close();
       await up.stop();
     }
+  });
+
+  it('does not report its own Redis disconnect at shutdown as a Redis outage', async () => {
+    const gw = await startGateway();
+    const redis = gw.gateway.app.get(RedisService);
+    expect(redis.mode).toBe('redis');
+    await gw.close();
+    // The disconnect's events arrive after the shutdown returned: wait until they have.
+    const client = (redis as unknown as { client: { status: string } }).client;
+    await waitFor(() => client.status === 'end');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(gw.logText()).not.toContain('FALLBACK ACTIVATED');
   });
 
   it('closes connections still open when the grace period ends', async () => {

@@ -133,7 +133,8 @@ export class RedisService implements OnApplicationShutdown {
   }
 
   private setConnected(up: boolean): void {
-    if (up === this.connected) return;
+    // Our own disconnect at shutdown is not an outage: no FALLBACK ACTIVATED error line for it.
+    if (this.closing || up === this.connected) return;
     this.connected = up;
     redisUp.set(up ? 1 : 0);
     this.announceFallback(!up);
@@ -166,6 +167,7 @@ export class RedisService implements OnApplicationShutdown {
   }
 
   private fallbackAnnounced?: boolean;
+  private closing = false;
   private announceFallback(active: boolean): void {
     if (this.fallbackAnnounced === active) return;
     const wasActive = this.fallbackAnnounced === true;
@@ -334,6 +336,7 @@ export class RedisService implements OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
+    this.closing = true;
     this.stopRecoveryProbe();
     this.transitions.removeAllListeners();
     this.localBus.removeAllListeners();
