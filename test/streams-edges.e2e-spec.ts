@@ -136,6 +136,21 @@ pricing:
       const plain = await post(chat, { 'content-encoding': 'identity' });
       expect(plain.status).toBe(200);
     });
+
+    it('answers a JSON body sent as text/plain or as a form (no content type given) with 415', async () => {
+      for (const type of [
+        'text/plain',
+        'text/plain;charset=UTF-8',
+        'application/x-www-form-urlencoded', // curl -d without -H
+      ]) {
+        const res = await post(chat, { 'content-type': type });
+        const json = (await res.json()) as { error: { code: string } };
+        expect([type, res.status, json.error.code]).toEqual([type, 415, 'unsupported_media_type']);
+      }
+      expect(up.count).toBe(0);
+      const plain = await post(chat, {});
+      expect(plain.status).toBe(200);
+    });
   });
 
   it('ends a stream the upstream cut with an error event in the envelope, request_id included', async () => {

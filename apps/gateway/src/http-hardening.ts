@@ -152,6 +152,10 @@ export function nestingExceeds(text: string, max: number): boolean {
  * cap and Fastify's prototype-poisoning guard, and flat url-encoded forms (POST /auth/token).
  */
 function installBodyParsers(fastify: FastifyInstance, config: AppConfig): void {
+  // Fastify's built-in text/plain parser handed routes a string: a JSON body sent without its
+  // content type (fetch's default) was refused as "must be a JSON object". No route reads text,
+  // so such a body is a 415 like any other type no parser takes.
+  fastify.removeContentTypeParser('text/plain');
   const maxDepth = config.http.bodyMaxDepth;
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
   fastify.addContentTypeParser(
@@ -176,9 +180,28 @@ function installBodyParsers(fastify: FastifyInstance, config: AppConfig): void {
   fastify.addContentTypeParser(
     'application/x-www-form-urlencoded',
     { parseAs: 'string', bodyLimit: config.http.bodyLimitBytes },
-    (_request, body, done) => done(null, { ...parseQueryString(body as string) }),
+    (request, body, done) => {
+      // A JSON body sent as a form (curl -d without a content type) was validated field by field
+      // elsewhere: 'model: is required' for a body that has a model.
+      if (!FORM_ROUTES.has(request.routeOptions.url ?? '')) {
+        done(
+          new ApiError(
+            415,
+            'invalid_request_error',
+            'unsupported_media_type',
+            'Unsupported Content-Type; send application/json',
+          ),
+          undefined,
+        );
+        return;
+      }
+      done(null, { ...parseQueryString(body as string) });
+    },
   );
 }
+
+/** The routes that take a url-encoded form: the OAuth2-style login. Elsewhere a form is a 415. */
+const FORM_ROUTES = new Set(['/auth/token']);
 
 const CORS_ALLOWED_HEADERS = [
   'authorization',
