@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { Client } from 'pg';
 import { newConsumer, TestConsumer } from './support/auth-factory';
@@ -8,7 +9,8 @@ import { waitFor } from './support/wait-for';
 
 /**
  * Streams, image generations and HTTP edges as a client meets them: clients that leave early,
- * shutdown with streams in flight, odd request encodings.
+ * upstream answers the gateway cannot use, request bodies in encodings it does not read.
+ * (Shutdown with a stream in flight: shutdown.e2e-spec.ts.)
  */
 describe('streams and HTTP edges', () => {
   let gw: TestGateway;
@@ -29,7 +31,8 @@ pricing:
   - { model: edge-gpt, per_request: 1, per_1k_prompt_tokens: 1000, per_1k_completion_tokens: 1000 }
   - { model: edge-image, per_image: 40 }
 `);
-    gw = await startGateway({ env: { PROVIDERS_FILE: file } });
+    // Invalid answers and cut streams would open the breaker across tests.
+    gw = await startGateway({ env: { PROVIDERS_FILE: file, CB_FAILURE_THRESHOLD: '1000' } });
     consumer = await newConsumer(gw, { credits: 1_000_000 });
     pg = new Client({ connectionString: gw.databaseUrl });
     await pg.connect();
@@ -262,6 +265,45 @@ pricing:
       expect(metrics).toMatch(
         /http_requests_total\{method="POST",route="\/v1\/chat\/completions",status="499"\} [1-9]/,
       );
+    });
+
+    it('charges nothing and leaves the upstream alone when the client left while the request was admitted', async () => {
+      up.always({ mode: 'ok', delayMs: 300 });
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        // A key's first use is checked in the database: the client is gone by then.
+        const fresh = await newConsumer(gw, { credits: 1_000_000 });
+        const id = `edges-left-at-once-${i}`;
+        ids.push(id);
+        const body = JSON.stringify({
+          model: 'edge-gpt',
+          messages: [{ role: 'user', content: 'x' }],
+        });
+        await new Promise<void>((resolve) => {
+          const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () =>
+            socket.write(
+              `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${fresh.key}\r\n` +
+                `content-type: application/json\r\nx-request-id: ${id}\r\n` +
+                `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+              () => socket.destroy(),
+            ),
+          );
+          socket.on('close', () => resolve());
+        });
+      }
+      for (const id of ids) {
+        const row = await logRow(id);
+        // Logged once the handler gave up, with what it knew (not at the moment the client left).
+        expect([id, row.status_code, Number(row.credits), row.error]).toEqual([
+          id,
+          499,
+          0,
+          'client_closed_request',
+        ]);
+        expect([id, await netCharge(id)]).toEqual([id, 0]);
+      }
+      // None was answered upstream: never called, or called and cancelled at once.
+      await up.waitFor(() => up.requests.every((r) => r.aborted));
     });
 
     it('logs an abandoned image generation as 499', async () => {

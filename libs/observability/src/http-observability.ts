@@ -84,17 +84,31 @@ export function requestIdFrom(headers: Record<string, string | string[] | undefi
  */
 const CLIENT_CLOSED_STATUS = 499;
 
+/** One request's way to its log line when its client may leave early; on the raw request. */
+interface RequestEnd {
+  /** Work that still annotates the request (recordAfter). */
+  pending?: Promise<void>;
+  /** Set when the client left before the answer finished: records the request as it ended. */
+  abandoned?: () => void;
+}
+
+const END = Symbol('switchyard.requestEnd');
 const RECORDED = Symbol('switchyard.requestRecorded');
-type Recordable = { [RECORDED]?: true };
+type WithEnd = { [END]?: RequestEnd; [RECORDED]?: true };
+
+function endOf(request: FastifyRequest): RequestEnd {
+  const raw = request.raw as WithEnd;
+  return (raw[END] ??= {});
+}
 
 /**
  * Request id, per-request log line and HTTP metrics as Fastify hooks: they run for every
  * request, including 404s and body-parser failures that never reach a Nest handler.
  *
  * Fastify's onResponse runs only for an answer that finished. A client that leaves earlier (a
- * stream cut short, a long generation abandoned) gets its line, metric and row from the
- * response's 'close' instead, once the handler's pending work (recordAfter: the credit settle
- * that annotates what it cost) is done.
+ * stream cut short, a long generation abandoned) gets its line, metric and row once nothing more
+ * will annotate the request: after the handler's pending work (recordAfter: the credit settle
+ * that annotates what it cost), or when the handler answers (onSend) if it has not yet.
  */
 export function installHttpObservability(
   fastify: FastifyInstance,
@@ -103,8 +117,8 @@ export function installHttpObservability(
 ): void {
   const writeAccessLine = createAccessLogWriter(logger);
   const record = (request: FastifyRequest, statusCode: number, elapsedMs: number): void => {
-    const raw = request.raw as Recordable;
-    if (raw[RECORDED]) return;
+    const raw = request.raw as WithEnd;
+    if (raw[RECORDED]) return; // once, whichever of the paths below gets there first
     raw[RECORDED] = true;
     const route = request.routeOptions?.url ?? 'unmatched';
     const labels = { method: request.method, route, status: String(statusCode) };
@@ -135,11 +149,19 @@ export function installHttpObservability(
       if (reply.raw.writableFinished) return; // onResponse records it
       const elapsedMs = reply.elapsedTime; // the client's wait ended now
       const status = reply.raw.headersSent ? reply.raw.statusCode : CLIENT_CLOSED_STATUS;
-      const pending = pendingWork(request);
-      if (pending) void pending.then(() => record(request, status, elapsedMs));
-      else record(request, status, elapsedMs);
+      const end = endOf(request);
+      end.abandoned = () => record(request, status, elapsedMs);
+      if (end.pending) void end.pending.then(end.abandoned);
+      else if (reply.sent) end.abandoned();
+      // Otherwise the handler is still at work: recordAfter or onSend records it.
     });
     done();
+  });
+
+  fastify.addHook('onSend', (request, _reply, payload, done) => {
+    const end = (request.raw as WithEnd)[END];
+    if (end?.abandoned && !end.pending) end.abandoned();
+    done(null, payload);
   });
 
   fastify.addHook('onResponse', (request, reply, done) => {
@@ -148,24 +170,19 @@ export function installHttpObservability(
   });
 }
 
-const PENDING = Symbol('switchyard.requestPendingWork');
-type WithPending = { [PENDING]?: Promise<unknown> };
-
 /**
  * Has the request's log line and request_logs row wait for `work` (settled either way) when the
  * client leaves before the answer is complete: work that annotates the request after that, such
  * as a generation settling its credits. Returns `work`.
  */
 export function recordAfter<T>(request: FastifyRequest, work: Promise<T>): Promise<T> {
-  (request.raw as WithPending)[PENDING] = work.then(
+  const end = endOf(request);
+  end.pending = work.then(
     () => undefined,
     () => undefined,
   );
+  if (end.abandoned) void end.pending.then(end.abandoned); // the client had left already
   return work;
-}
-
-function pendingWork(request: FastifyRequest): Promise<unknown> | undefined {
-  return (request.raw as WithPending)[PENDING];
 }
 
 /** Route label of requests Node's HTTP parser refused: they never had a method or a route. */

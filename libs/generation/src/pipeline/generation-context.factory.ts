@@ -24,6 +24,9 @@ export class GenerationContextFactory {
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) controller.abort(new ClientAborted());
     });
+    // The client may have left already, while the request was authenticated and admitted: its
+    // 'close' is past, and an answer nobody reads must not be generated and charged.
+    if (reply.raw.destroyed) controller.abort(new ClientAborted());
     const headers: Record<string, string | undefined> = {};
     for (const [name, value] of Object.entries(request.headers))
       headers[name] = Array.isArray(value) ? value.join(', ') : value;

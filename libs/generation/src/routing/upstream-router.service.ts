@@ -131,6 +131,9 @@ export class UpstreamRouter {
       // The request's own reason (a client gone, an answer withdrawn) says why the call ended.
       const onClientAbort = () => controller.abort(request.signal.reason ?? new ClientAborted());
       request.signal.addEventListener('abort', onClientAbort, { once: true });
+      // A listener added after the abort is never called: a client that left while the permit
+      // or the credential was awaited ends this attempt before it reaches the upstream.
+      if (request.signal.aborted) onClientAbort();
       const timer = setTimeout(() => controller.abort(new AttemptTimeout(timeoutMs)), timeoutMs);
       const call: UpstreamCall = {
         requestId: request.requestId,
