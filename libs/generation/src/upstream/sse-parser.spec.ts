@@ -18,6 +18,46 @@ describe('SseParser', () => {
     }
   });
 
+  it('parses the same events whatever the split, line ending or empty chunks between', () => {
+    const lf =
+      'data: {"a":1}\n\n\n: ping\n\nevent: e\ndata: x\ndata:y\n\ndata: z\n\n\n\ndata: last';
+    const expected = [
+      { event: undefined, data: '{"a":1}' },
+      { event: 'e', data: 'x\ny' },
+      { event: undefined, data: 'z' },
+      { event: undefined, data: 'last' },
+    ];
+    for (const text of [lf, lf.replaceAll('\n', '\r\n'), lf.replaceAll('\n', '\r')]) {
+      for (let a = 0; a <= text.length; a++) {
+        for (const b of [a, Math.min(text.length, a + 1), Math.min(text.length, a + 3)]) {
+          const parser = new SseParser();
+          const events = [
+            ...parser.push(text.slice(0, a)),
+            ...parser.push(''),
+            ...parser.push(text.slice(a, b)),
+            ...parser.push(text.slice(b)),
+            ...parser.flush(),
+          ];
+          expect({ text, a, b, events }).toEqual({ text, a, b, events: expected });
+        }
+      }
+    }
+  });
+
+  it('takes an event sent one character at a time up to its size limit, and refuses a larger one', () => {
+    const parser = new SseParser();
+    const data = 'x'.repeat(50_000);
+    const events = [];
+    for (const char of `data: ${data}\n\n`) events.push(...parser.push(char));
+    expect(events).toEqual([{ event: undefined, data }]);
+
+    const oversized = new SseParser();
+    const megabyte = 'y'.repeat(1024 * 1024);
+    expect(() => {
+      for (let i = 0; i < 9; i++) oversized.push(megabyte);
+    }).toThrow(/oversized stream event/);
+  });
+
   it('decodes multi-byte characters split between chunks', () => {
     const bytes = Buffer.from('data: {"t":"héllo ✓"}\n\n');
     const parser = new SseParser();

@@ -3,36 +3,66 @@ import { SseEvent, UpstreamFailure } from './upstream.types';
 /** An event larger than this is not an LLM chunk; refuse it instead of buffering forever. */
 const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 
-/** Incremental text/event-stream parser (the subset OpenAI-compatible servers use). */
+/**
+ * Incremental text/event-stream parser (the subset OpenAI-compatible servers use). Each chunk is
+ * scanned once: the text of an event still incomplete is kept in the pieces it came in and
+ * joined when its blank line arrives, so an event spread over many chunks costs its length, not
+ * its length times the number of chunks.
+ */
 export class SseParser {
-  private buffer = '';
+  private pieces: string[] = [];
+  private pieceChars = 0;
+  /** A "\r" that ended a chunk may be the first half of "\r\n": held for the next one. */
+  private heldCr = false;
   private readonly decoder = new TextDecoder();
 
   push(chunk: Uint8Array | string): SseEvent[] {
-    this.buffer += typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });
-    // Normalise line endings, keeping a trailing \r that may be the first half of \r\n.
-    const keepCr = this.buffer.endsWith('\r');
-    this.buffer = this.buffer.replace(/\r\n?/g, '\n');
-    if (keepCr) this.buffer = `${this.buffer.slice(0, -1)}\r`;
+    let text = typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });
+    if (this.heldCr) text = `\r${text}`;
+    this.heldCr = text.endsWith('\r');
+    if (this.heldCr) text = text.slice(0, -1);
+    if (text.includes('\r')) text = text.replace(/\r\n?/g, '\n');
+
     const events: SseEvent[] = [];
-    let end: number;
-    while ((end = this.buffer.indexOf('\n\n')) >= 0) {
-      const block = this.buffer.slice(0, end);
-      this.buffer = this.buffer.slice(end + 2);
-      const event = parseBlock(block);
-      if (event) events.push(event);
+    let start = 0;
+    // The blank line may straddle the chunks: "…\n" then "\n…".
+    const last = this.pieces.at(-1);
+    if (last !== undefined && last.endsWith('\n') && text.startsWith('\n')) {
+      this.pieces[this.pieces.length - 1] = last.slice(0, -1);
+      this.endEvent(events, '');
+      start = 1;
     }
-    if (this.buffer.length > MAX_EVENT_BYTES)
-      throw new UpstreamFailure('malformed', 'upstream sent an oversized stream event');
+    let end: number;
+    while ((end = text.indexOf('\n\n', start)) >= 0) {
+      this.endEvent(events, text.slice(start, end));
+      start = end + 2;
+    }
+    if (start < text.length) {
+      this.pieces.push(start === 0 ? text : text.slice(start));
+      this.pieceChars += text.length - start;
+      if (this.pieceChars > MAX_EVENT_BYTES)
+        throw new UpstreamFailure('malformed', 'upstream sent an oversized stream event');
+    }
     return events;
   }
 
   /** What is left when the stream ends (an event without its final blank line). */
   flush(): SseEvent[] {
-    const rest = this.buffer.trim();
-    this.buffer = '';
+    const rest = this.pieces.join('').trim();
+    this.pieces = [];
+    this.pieceChars = 0;
+    this.heldCr = false;
     const event = rest ? parseBlock(rest) : undefined;
     return event ? [event] : [];
+  }
+
+  /** The current event ends with `tail`: parse it and start the next one. */
+  private endEvent(events: SseEvent[], tail: string): void {
+    const block = this.pieces.length === 0 ? tail : this.pieces.join('') + tail;
+    this.pieces = [];
+    this.pieceChars = 0;
+    const event = parseBlock(block);
+    if (event) events.push(event);
   }
 }
 
