@@ -269,6 +269,39 @@ pricing:
     });
   });
 
+  describe('a stream that ends without [DONE]', () => {
+    const piece = (index: number, content: string, finish: string | null = null) =>
+      chunk([{ index, delta: { content }, finish_reason: finish }]);
+
+    it('is whole when every choice said why it ended: [DONE] for the client, billed, cached', async () => {
+      const c = await consumer();
+      solo.next({ mode: 'raw', body: sse(piece(0, 'all '), piece(0, 'there', 'stop')) });
+      const question = ask('no done', { temperature: 0 });
+      const reply = await stream(c, question);
+      expect(reply.status).toBe(200);
+      expect(reply.data.at(-1)).toBe('[DONE]');
+      expect(reply.text).not.toContain('stream_interrupted');
+      const balance = (await call(gw, 'GET', '/v1/credits', c.key)).body.balance;
+      expect(balance).toBe(CREDITS - PRICE);
+      const again = await chat(c, question);
+      expect(again.headers.get('x-cache')).toBe('hit');
+      expect(again.body.choices[0].message.content).toBe('all there');
+    });
+
+    it('is cut short when a choice asked for never finished', async () => {
+      const c = await consumer();
+      const body = sse(piece(0, 'one', 'stop'), piece(1, 'two, and then'));
+      solo.next({ mode: 'raw', body });
+      const reply = await stream(c, ask('two of them', { n: 2 }));
+      expect(reply.data).not.toContain('[DONE]');
+      expect(JSON.parse(reply.data.at(-1)!).error).toMatchObject({ code: 'stream_interrupted' });
+
+      solo.next({ mode: 'raw', body: sse(piece(0, 'half an answer')) });
+      const single = await stream(c, ask('one of them'));
+      expect(JSON.parse(single.data.at(-1)!).error).toMatchObject({ code: 'stream_interrupted' });
+    });
+  });
+
   it('keeps a streamed refusal and its logprobs in the cached answer', async () => {
     const c = await consumer();
     const lp = (token: string) => ({ token, logprob: -0.5, bytes: null, top_logprobs: [] });

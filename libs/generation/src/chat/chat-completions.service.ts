@@ -213,6 +213,10 @@ export class ChatCompletionsService {
         if (next.done) break;
         await forward(next.value);
       }
+      // Some OpenAI-compatible servers close a finished stream without [DONE]: when every
+      // choice asked for said why it ended, the answer is whole; otherwise it was cut short.
+      if (!sawDone && !clientGone && acc.finished(choicesAskedFor(ctx.body)) && !acc.empty)
+        sawDone = true;
       if (!sawDone && !clientGone)
         cut = new UpstreamFailure('stream_cut', 'upstream stream ended without [DONE]');
     } catch (err) {
@@ -467,4 +471,9 @@ function completionProblem(completion: unknown): string | undefined {
 
 function contentOf(completion: ChatCompletion): string {
   return completion.choices.map((c) => c.message.content ?? '').join('');
+}
+
+/** `n` of a chat request (validated before this point), 1 when absent. */
+function choicesAskedFor(body: Record<string, unknown>): number {
+  return typeof body.n === 'number' && body.n > 0 ? body.n : 1;
 }

@@ -71,6 +71,13 @@ export class StreamAccumulator {
     return this.choices.size === 0;
   }
 
+  /** Whether `expected` choices arrived and each said why it ended (finish_reason). */
+  finished(expected: number): boolean {
+    if (this.choices.size < expected) return false;
+    for (const state of this.choices.values()) if (!state.finishReason) return false;
+    return true;
+  }
+
   add(chunk: ChatChunk): void {
     if (chunk.id) this.id = chunk.id;
     if (chunk.created) this.created = chunk.created;
