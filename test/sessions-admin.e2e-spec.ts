@@ -85,6 +85,19 @@ describe('admin API: /admin/sessions (seed 000)', () => {
     expect(row.cookie_hash).toBe(sha256(secrets[0]));
   });
 
+  it('masks a padded base64 token too (the text before its "=" is the secret)', async () => {
+    // openssl rand -base64 16, and base64 of "user:password": bearer tokens of this shape are
+    // common, and the preview once showed all of them but the padding as a "cookie name".
+    const tokens = ['f20G6grsCio7HR9WlZ9kYQ==', 'c3ZjLXVzZXI6UzNjcmV0UGFzc3cwcmQ='];
+    for (const token of tokens) {
+      const res = await call('POST', '/admin/sessions', { cookie_text: token, provider: 'grok' });
+      expect(res.status).toBe(201);
+      expect((res.json as SessionBody).credential_preview).toBe(`…${token.slice(-4)}`);
+    }
+    const list = await call('GET', '/admin/sessions');
+    for (const token of tokens) expect(list.text).not.toContain(token.slice(0, -4));
+  });
+
   it('refuses a duplicate credential with 409 in the OpenAI envelope', async () => {
     const res = await call('POST', '/admin/sessions', {
       cookie_text: secrets[0],

@@ -60,4 +60,12 @@ describe('SessionCipher', () => {
     expect(maskCredential('sk-0123456789abcdefghij')).toBe('…ghij');
     expect(maskCredential('tiny')).toBe('…');
   });
+
+  it('never shows a padded base64 token as a cookie name', () => {
+    // The text before the first '=' of these is the secret itself.
+    expect(maskCredential('f20G6grsCio7HR9WlZ9kYQ==')).toBe('…YQ==');
+    expect(maskCredential('c3ZjLXVzZXI6UzNjcmV0UGFzc3cwcmQ=')).toBe('…cmQ=');
+    expect(maskCredential('dGlueQ==')).toBe('…');
+    expect(maskCredential('a/b+c=defghijklmnopqrstuvw')).toBe('…tuvw');
+  });
 });

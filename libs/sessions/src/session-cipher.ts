@@ -83,13 +83,17 @@ export class SessionCipher {
   }
 }
 
+/** A cookie name (RFC 6265 token) of at most 32 characters, followed by `=` and a value. */
+const COOKIE_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}=(?!=|$)/;
+
 /**
  * What admins see instead of the credential: enough to tell sessions apart, never enough to use
- * one. `sso=abcdef…wxyz` → `sso=…wxyz`; short values show nothing of the secret.
+ * one. `sso=abcdef…wxyz` → `sso=…wxyz`; short values show nothing of the secret. Only a real
+ * cookie name is shown whole: in a padded base64 token (`dXNlcjpwYXNz…==`) the text before the
+ * first `=` is the secret itself, so such a value gets no name.
  */
 export function maskCredential(plain: string): string {
-  const eq = plain.indexOf('=');
-  const name = eq > 0 && eq <= 32 ? plain.slice(0, eq + 1) : '';
+  const name = COOKIE_NAME.exec(plain)?.[0] ?? '';
   const secret = plain.slice(name.length);
   if (secret.length < 16) return `${name}…`;
   return `${name}…${secret.slice(-4)}`;
