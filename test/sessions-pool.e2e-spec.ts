@@ -5,6 +5,7 @@ import { runCli } from '../apps/cli/src/main';
 import { createTestDatabase, dropDatabase, startGateway, TestGateway } from './support/gateway';
 import { writeProvidersFile } from './support/mock-upstream';
 import { SessionUpstream } from './support/session-upstream';
+import { relayDatabase } from './support/tcp-proxy';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
@@ -312,6 +313,36 @@ describe('session health-check loop', () => {
     } finally {
       await first.close();
       if (!secondClosed) await second.close();
+      await dropDatabase(databaseUrl);
+    }
+  });
+
+  it('another replica takes over from a leader that stopped answering (host dead, cut off)', async () => {
+    // A leader whose host dies or is cut off closes nothing: Postgres keeps its connection, and
+    // the lock, until TCP keepalive gives up (about 2 h by default). Its database traffic goes
+    // through a relay that the test freezes: the connection stays open and goes silent.
+    const databaseUrl = await createTestDatabase();
+    const relay = await relayDatabase(databaseUrl);
+    const env = { SESSION_HEALTH_CHECK_INTERVAL: '1' };
+    const first = await startGateway({ databaseUrl: relay.url, env });
+    let second: TestGateway | undefined;
+    try {
+      await waitFor(() => first.logText().includes('Health check loop started'));
+      second = await startGateway({ databaseUrl, env });
+      const follower = second;
+      await waitFor(() => (first.logText().match(/Health check complete/g) ?? []).length >= 2);
+      expect(follower.logText()).not.toContain('Health check loop started');
+
+      relay.proxy.freeze();
+      // Silent for 3 intervals, at least 10 s: the follower ends the holder's connection.
+      await waitFor(() => follower.logText().includes('Health check loop started'), 30000);
+      expect(follower.logText()).toContain('leader stopped answering');
+      await waitFor(() => follower.logText().includes('Health check complete'), 10000);
+    } finally {
+      relay.proxy.thaw();
+      await first.close();
+      await second?.close();
+      await relay.proxy.cut();
       await dropDatabase(databaseUrl);
     }
   });

@@ -27,6 +27,14 @@ type Verdict = 'pass' | 'unauthorized' | 'fail';
 
 /** Session-level advisory lock held by the one replica that runs the loop. */
 const LEADER_LOCK_KEY = 727405001;
+/** application_name of the connection that holds it (the runbook's pg_stat_activity query). */
+const LOCK_APPLICATION_NAME = 'switchyard-session-health';
+/**
+ * The leader touches its lock connection every interval; one idle this many intervals (and at
+ * least SILENT_LEADER_MIN_MS) belongs to a leader that stopped answering.
+ */
+const SILENT_LEADER_INTERVALS = 3;
+const SILENT_LEADER_MIN_MS = 10_000;
 /** setTimeout's ceiling; "safe mode" intervals such as 999999 s stay below it anyway. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const PROBE_CONCURRENCY = 4;
@@ -34,14 +42,21 @@ const PROBE_CONCURRENCY = 4;
 /**
  * The session health-check loop. Every replica schedules it, but only the replica holding a
  * Postgres advisory lock runs rounds: the lock lives on a dedicated connection, so it is
- * released by the server the moment that replica dies or loses the database, and another
- * replica takes over at its next tick.
+ * released by the server the moment that replica's process exits, and another replica takes
+ * over at its next tick.
+ *
+ * A leader whose host died or was cut off (or whose process froze) closes nothing: Postgres
+ * keeps its connection, and the lock, until TCP keepalive gives up (about 2 h by default). So
+ * the leader touches its lock connection every interval (heartbeat), and a follower that finds
+ * the lock held by a connection idle for SILENT_LEADER_INTERVALS intervals ends that connection
+ * (pg_terminate_backend) and takes the lock at its next tick.
  */
 @Injectable()
 export class SessionHealthCheckService implements OnApplicationBootstrap, OnApplicationShutdown {
   private lockClient?: Client;
   private leader = false;
   private timer?: NodeJS.Timeout;
+  private heartbeatTimer?: NodeJS.Timeout;
   private stopped = false;
   private inFlight?: Promise<HealthCheckSummary>;
   private lastRound?: HealthCheckSummary;
@@ -78,10 +93,13 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
     this.schedule();
   }
 
+  private get intervalMs(): number {
+    return Math.min(this.config.sessions.healthCheckIntervalSeconds * 1000, MAX_TIMER_MS);
+  }
+
   private schedule(): void {
     if (this.stopped) return;
-    const ms = Math.min(this.config.sessions.healthCheckIntervalSeconds * 1000, MAX_TIMER_MS);
-    this.timer = setTimeout(() => void this.tick().finally(() => this.schedule()), ms);
+    this.timer = setTimeout(() => void this.tick().finally(() => this.schedule()), this.intervalMs);
     this.timer.unref();
   }
 
@@ -91,7 +109,10 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
       this.logger.warn('session health-check leadership lost');
       this.leader = false;
     }
-    if (!this.leader && !(await this.tryLead())) return;
+    if (!this.leader && !(await this.tryLead())) {
+      await this.endSilentLeader();
+      return;
+    }
     await this.runRound('loop').catch((err) =>
       this.logger.error({ err: (err as Error).message }, 'session health check failed'),
     );
@@ -104,7 +125,7 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
         const client = new Client({
           connectionString: this.databaseUrl(),
           connectionTimeoutMillis: this.config.database.connectTimeoutMs,
-          application_name: 'switchyard-session-health',
+          application_name: LOCK_APPLICATION_NAME,
         });
         client.on('error', () => this.dropLock());
         client.on('end', () => this.dropLock());
@@ -125,6 +146,7 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
         { interval_seconds: this.config.sessions.healthCheckIntervalSeconds },
         'Health check loop started',
       );
+      this.startHeartbeat();
     } else {
       // Followers keep no idle connection open while they wait.
       this.closeLockClient();
@@ -142,8 +164,53 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
     }
   }
 
+  /** Keeps the lock connection visibly alive, also while a long round runs. */
+  private startHeartbeat(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.intervalMs);
+    this.heartbeatTimer.unref();
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.leader && !(await this.stillLeader()))
+      this.logger.warn('session health-check leadership lost');
+  }
+
+  /**
+   * A follower's check: is the lock held by a connection that has been idle far longer than the
+   * leader's heartbeat allows? Then its holder stopped answering: end that connection so the
+   * lock is free for the next tick. Never throws.
+   */
+  private async endSilentLeader(): Promise<void> {
+    const silentMs = Math.max(SILENT_LEADER_INTERVALS * this.intervalMs, SILENT_LEADER_MIN_MS);
+    try {
+      const ended = await this.db.query<{ pid: number; backend_start: Date }>(
+        // Materialized first: only the holder found by every condition is ever terminated.
+        `WITH silent AS MATERIALIZED (
+           SELECT a.pid, a.backend_start FROM pg_stat_activity a
+           WHERE a.datname = current_database() AND a.application_name = $1 AND a.state = 'idle'
+             AND a.state_change < now() - make_interval(secs => $2::float8 / 1000)
+             AND EXISTS (SELECT 1 FROM pg_locks l
+                         WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+                           AND l.classid = 0 AND l.objid::bigint = $3 AND l.objsubid = 1))
+         SELECT pid, backend_start FROM silent WHERE pg_terminate_backend(pid)`,
+        [LOCK_APPLICATION_NAME, silentMs, LEADER_LOCK_KEY],
+        'sessions.leader_takeover',
+      );
+      for (const row of ended)
+        this.logger.warn(
+          { pid: row.pid, backend_start: row.backend_start, silent_ms: silentMs },
+          'session health-check leader stopped answering; its lock connection was ended',
+        );
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message }, 'silent leader check failed');
+    }
+  }
+
   private dropLock(): void {
     this.leader = false;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
     this.closeLockClient();
   }
 
