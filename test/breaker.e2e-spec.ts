@@ -410,4 +410,38 @@ providers:
       await redis.stop();
     }
   });
+
+  it('starts the next Redis outage from closed, not from the state the last one left', async () => {
+    const redis = await startRedisServer();
+    const gw = await startGateway({
+      redis: redis.url,
+      env: { PROVIDERS_FILE: file, CB_FAILURE_THRESHOLD: '2', CB_OPEN_MS: '60000' },
+    });
+    const fallbackLines = (text: string) => gw.logs.filter((l) => l.includes(text)).length;
+    try {
+      const { key } = await newConsumer(gw);
+      const { token } = await adminToken(gw);
+      const client = new Client(gw, key, token);
+      // Outage 1: the provider fails and the in-process breaker opens.
+      await redis.stop();
+      await waitFor(async () => fallbackLines('FALLBACK ACTIVATED') === 1);
+      upstream.always({ mode: 'status', status: 500 });
+      expect((await client.chat('solo-gpt')).status).toBe(502);
+      expect((await client.chat('solo-gpt')).status).toBe(502);
+      expect(await client.chat('solo-gpt')).toMatchObject({ status: 503, code: 'circuit_open' });
+      // Redis returns (its breaker closed) and so does the provider.
+      upstream.always({ mode: 'ok' });
+      await redis.restart();
+      await waitFor(async () => fallbackLines('FALLBACK DEACTIVATED') === 1);
+      expect((await client.chat('solo-gpt')).status).toBe(200);
+      // Redis flaps: the healthy provider is served, not refused by outage 1's open breaker.
+      await redis.stop();
+      await waitFor(async () => fallbackLines('FALLBACK ACTIVATED') === 2);
+      expect((await client.chat('solo-gpt')).status).toBe(200);
+      expect(await client.breaker('solo')).toMatchObject({ state: 'closed', failures: 0 });
+    } finally {
+      await gw.close();
+      await redis.stop();
+    }
+  });
 });

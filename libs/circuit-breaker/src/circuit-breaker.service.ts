@@ -104,7 +104,13 @@ export class CircuitBreakerService
       () => this.view.forgetAll(),
     );
     // Announcements made while we were disconnected are lost: ask Redis again after a reconnect.
-    this.redis.onConnectionChange(() => this.view.forgetAll());
+    // The outage's per-process state is over too: kept, a breaker it opened would still refuse a
+    // healthy provider at the start of the next outage (Redis flapping), or admit it only as
+    // half-open probes.
+    this.redis.onConnectionChange((up) => {
+      this.view.forgetAll();
+      if (up) this.memory.clear();
+    });
     if (this.config.breaker.allowForceOpen) {
       this.logger.warn(
         { component: 'circuit-breaker' },

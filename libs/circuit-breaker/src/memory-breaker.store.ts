@@ -24,6 +24,14 @@ export class MemoryBreakerStore implements BreakerStore {
   /** When the failures of each closed run happened (the Lua keeps them as failureTimes). */
   private readonly runs = new Map<string, number[]>();
 
+  /** Forgets every breaker: the next outage starts from closed, not from the last one's state. */
+  clear(): void {
+    this.records.clear();
+    this.probes.clear();
+    this.samples.clear();
+    this.runs.clear();
+  }
+
   private get(name: string): BreakerRecord {
     return this.records.get(name) ?? CLOSED_RECORD;
   }
