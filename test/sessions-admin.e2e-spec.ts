@@ -113,6 +113,9 @@ describe('admin API: /admin/sessions (seed 000)', () => {
       [{ provider: 'grok' }, 'cookie_text'],
       [{ cookie_text: '   ', provider: 'grok' }, 'cookie_text'],
       [{ cookie_text: 'sso=a\r\nX-Injected: 1', provider: 'grok' }, 'cookie_text'],
+      // Pasted typographic characters: no HTTP header can carry them, so every use would fail.
+      [{ cookie_text: 'sso=abc\u2019def-credential', provider: 'grok' }, 'cookie_text'],
+      [{ cookie_text: 'tok\u2026en-0123456789abcdef', provider: 'grok' }, 'cookie_text'],
       [{ cookie_text: 'sso=x', provider: '' }, 'provider'],
       [{ cookie_text: 'sso=x', provider: 'grok', metadata: [1] }, 'metadata'],
       [{ cookie_text: 'sso=x', provider: 'grok', expires_at: 'soon' }, 'expires_at'],

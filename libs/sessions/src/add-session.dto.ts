@@ -7,7 +7,9 @@ const MAX_METADATA_BYTES = 8192;
 
 /**
  * Body of POST /admin/sessions (seed 000: {cookie_text, provider, metadata}). The credential is
- * sent upstream as a header, so control characters (CR/LF header injection) are refused.
+ * sent upstream as a header, so only what an HTTP header value may hold is taken: control
+ * characters (CR/LF header injection) are refused, and so are characters above U+00FF (a ’ or …
+ * pasted from a document), which the HTTP client refuses to send at every use.
  */
 const schema = z.object({
   cookie_text: z
@@ -21,7 +23,11 @@ const schema = z.object({
           MAX_CREDENTIAL_LENGTH,
           `cookie_text must be at most ${MAX_CREDENTIAL_LENGTH} characters`,
         )
-        .regex(/^[^\x00-\x1f\x7f]*$/, 'cookie_text must not contain control characters'),
+        .regex(/^[^\x00-\x1f\x7f]*$/, 'cookie_text must not contain control characters')
+        .regex(
+          /^[\x20-\x7e\x80-\xff]*$/,
+          'cookie_text must not contain characters an HTTP header cannot carry (above U+00FF, such as ’ or …)',
+        ),
     ),
   provider: z
     .string()
