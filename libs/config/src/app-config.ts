@@ -228,7 +228,7 @@ function productionProblems(env: NodeJS.ProcessEnv): string[] {
       problems.push(`${which} must be at least ${MIN_SECRET_LENGTH} characters in production`);
     else if (hasLowVariety(key))
       problems.push(
-        `${which} has too little variety for a key (a repeated character or pattern); use \`npm run cli -- keys:create\` or \`openssl rand -base64 32\``,
+        `${which} has too little variety for a key (a repeated character or pattern); use a random value such as \`echo sk-$(openssl rand -hex 24)\``,
       );
   });
   for (const name of ['ADMIN_PASSWORD', 'METRICS_PASSWORD'] as const) {
