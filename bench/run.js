@@ -484,6 +484,22 @@ async function failuresInLog(file) {
   return counts;
 }
 
+/**
+ * What a gateway's log says went wrong, by status and error code. 499s are told apart: requests
+ * in flight when the load generator closed its connections at the end of a round, which the
+ * gateway logs as a client that left; no client saw them fail.
+ */
+function loggedNon2xx(name, counts) {
+  const entries = Object.entries(counts);
+  const cut = entries.filter(([k]) => k.startsWith('499')).reduce((sum, [, n]) => sum + n, 0);
+  const failed = entries.filter(([k]) => !k.startsWith('499')).map(([k, n]) => `${n} × ${k}`);
+  const lines = [];
+  if (failed.length) lines.push(`Non-2xx responses in the ${name} log: ${failed.join(', ')}`);
+  if (cut)
+    lines.push(`${name}: ${cut} requests cut by the load generator at round ends (logged 499)`);
+  return lines;
+}
+
 function topFrames(profileDir) {
   if (!fs.existsSync(profileDir)) return null;
   const files = fs.readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
@@ -538,9 +554,7 @@ function renderDocsBlock(meta, results, goals, warns) {
     for (const w of warns) lines.push(`- ${w}`);
   }
   for (const [name, counts] of Object.entries(meta.failures ?? {})) {
-    const list = Object.entries(counts).map(([k, n]) => `${n} × ${k}`);
-    lines.push('');
-    lines.push(`Non-2xx responses in the ${name} log: ${list.join(', ')}.`);
+    for (const line of loggedNon2xx(name, counts)) lines.push('', `${line}.`);
   }
   return lines.join('\n');
 }
@@ -733,15 +747,8 @@ async function main() {
     const counts = await failuresInLog(path.join(runDir, `${name}.log`));
     if (counts.size) failures[name] = Object.fromEntries(counts);
   }
-  for (const [name, counts] of Object.entries(failures)) {
-    // 499: requests in flight when the load generator closed its connections at the end of a
-    // round (or a preflight); the gateway logs them, no client saw an error.
-    const entries = Object.entries(counts);
-    const cut = entries.filter(([k]) => k.startsWith('499')).reduce((sum, [, n]) => sum + n, 0);
-    const list = entries.filter(([k]) => !k.startsWith('499')).map(([k, n]) => `${n} × ${k}`);
-    if (list.length) log(`${name} logged non-2xx responses: ${list.join(', ')}`);
-    if (cut) log(`${name}: ${cut} requests cut by the load generator at round ends (logged 499)`);
-  }
+  for (const [name, counts] of Object.entries(failures))
+    for (const line of loggedNon2xx(name, counts)) log(line);
   meta.failures = failures;
   const profile = topFrames(path.join(runDir, 'prof'));
   if (profile) {
