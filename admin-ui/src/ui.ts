@@ -237,10 +237,15 @@ export function pager<T>(
   const el = h('div', { class: 'pager' });
   let rows: T[] = [];
   let cursor: string | null = null;
+  // Bumped by every reload: an answer for an older reload (a filter changed while it was in
+  // flight) is dropped, so the list always matches the latest filter.
+  let generation = 0;
   const draw = () => {
     const more = cursor
       ? actionButton('Load more', async () => {
+          const mine = generation;
           const page = await load(cursor);
+          if (mine !== generation) return;
           rows = rows.concat(page.data);
           cursor = page.next_cursor;
           draw();
@@ -251,7 +256,9 @@ export function pager<T>(
   return {
     el,
     async reload() {
+      const mine = ++generation;
       const page = await load(null);
+      if (mine !== generation) return;
       rows = page.data;
       cursor = page.next_cursor;
       draw();

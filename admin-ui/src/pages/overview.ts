@@ -28,18 +28,24 @@ export const overviewPage: PageDef = {
     let timer: number | undefined;
     let paused = false;
     let left = false;
+    // Bumped by every refresh: an answer that is no longer the latest (the window changed, or
+    // the tab came back, while it was in flight) is dropped and schedules nothing, so a slow
+    // answer never shows under another window's label and the poll never runs twice over.
+    let latest = 0;
 
     const refresh = async () => {
       window.clearTimeout(timer);
+      const mine = ++latest;
       try {
         const stats = await api<Stats>(
           'GET',
           `/admin/stats${query({ window_seconds: windowSelect.value })}`,
         );
-        if (left) return;
+        if (left || mine !== latest) return;
         draw(body, stats, windowSelect.selectedOptions[0]?.textContent ?? '');
         updated.textContent = `Updated ${new Date(stats.generated_at).toLocaleTimeString()}${paused ? ' · paused' : ''}`;
       } catch (err) {
+        if (left || mine !== latest) return;
         updated.textContent = `Could not refresh: ${describe(err)}`;
       }
       // Poll only while the tab is visible and not paused: an idle console costs nothing.

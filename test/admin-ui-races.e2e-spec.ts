@@ -1,0 +1,135 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { BrowserContext, chromium, Page, Route } from 'playwright-core';
+import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
+import { startGateway, TestGateway } from './support/gateway';
+import { CHROMIUM_ARGS, chromiumOrSkip, ensureUiBuilt } from './admin-ui.helpers';
+
+/*
+ * The admin console when answers arrive out of order: a slow answer for a choice the operator
+ * has already changed (the overview's window, the keys page's user filter) must not be drawn
+ * over the answer for the current choice. The browser delays chosen admin API answers.
+ */
+
+const executablePath = chromiumOrSkip();
+const describeInBrowser = executablePath ? describe : describe.skip;
+
+describeInBrowser('admin console with answers out of order', () => {
+  let gw: TestGateway;
+  let context: BrowserContext;
+  let page: Page;
+  let password: string;
+  let first: TestConsumer;
+  let second: TestConsumer;
+  let userDataDir: string;
+  const pageProblems: string[] = [];
+
+  /** Holds an answer until `release` is called, so the test decides the order. */
+  const held = () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    return { release, released };
+  };
+
+  beforeAll(async () => {
+    ensureUiBuilt();
+    gw = await startGateway();
+    ({ password } = await adminToken(gw));
+    first = await newConsumer(gw);
+    second = await newConsumer(gw);
+    userDataDir = mkdtempSync(path.join(tmpdir(), 'sy-chromium-'));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1280, height: 860 },
+      locale: 'en-GB',
+      timezoneId: 'UTC',
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('pageerror', (err) => pageProblems.push(`pageerror: ${err.message}`));
+    await page.goto(`${gw.url}/admin/ui/`);
+    await page.getByLabel('Username').fill('admin');
+    await page.getByLabel('Password').fill(password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+    await page.waitForLoadState('networkidle');
+  });
+
+  afterAll(async () => {
+    await context?.close();
+    await gw?.close();
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  });
+
+  it('overview: a slow answer for the previous window is not shown under the new one', async () => {
+    const slow = held();
+    // The 24-hour answer is held, and marked so it is recognisable if it is ever drawn.
+    await page.route('**/admin/stats?window_seconds=86400', async (route: Route) => {
+      await slow.released;
+      const response = await route.fetch();
+      const stats = await response.json();
+      stats.traffic.requests = 987654;
+      await route.fulfill({ response, json: stats });
+    });
+    const window = page.getByLabel('Window');
+    const held24h = page.waitForRequest('**/admin/stats?window_seconds=86400');
+    await window.selectOption('86400');
+    await held24h;
+    // The operator changes their mind before the 24-hour answer arrives.
+    const fiveMinutes = page.waitForResponse('**/admin/stats?window_seconds=300');
+    await window.selectOption('300');
+    await fiveMinutes;
+    const traffic = page
+      .getByRole('list', { name: 'Key numbers' })
+      .locator('li', { hasText: 'Requests / min' })
+      .locator('.card-detail');
+    await traffic.filter({ hasText: /last 5 minutes$/ }).waitFor();
+    const late = page.waitForResponse('**/admin/stats?window_seconds=86400');
+    slow.release();
+    await late;
+    // Let the page handle the late answer (it draws synchronously once the body is read).
+    await page.evaluate(
+      'new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 50)))',
+    );
+    expect(await traffic.textContent()).not.toContain('987');
+    expect(await traffic.textContent()).toMatch(/last 5 minutes$/);
+    await page.unroute('**/admin/stats?window_seconds=86400');
+  });
+
+  it('keys: a slow answer for the previous user filter does not replace the current one', async () => {
+    await page
+      .getByRole('navigation', { name: 'Sections' })
+      .getByRole('link', { name: 'API keys' })
+      .click();
+    await page.getByRole('heading', { level: 1, name: 'API keys' }).waitFor();
+    await page.waitForLoadState('networkidle');
+    const slow = held();
+    const pattern = `**/admin/keys?user_id=${first.userId}*`;
+    await page.route(pattern, async (route: Route) => {
+      await slow.released;
+      await route.continue();
+    });
+    const filter = page.getByLabel('Show keys of');
+    const heldFirst = page.waitForRequest(pattern);
+    await filter.selectOption({ label: first.username });
+    await heldFirst;
+    const secondAnswer = page.waitForResponse(`**/admin/keys?user_id=${second.userId}*`);
+    await filter.selectOption({ label: second.username });
+    await secondAnswer;
+    const list = page.getByRole('region', { name: 'API keys' });
+    await list.getByText(second.key.slice(0, 10)).waitFor();
+    const late = page.waitForResponse(pattern);
+    slow.release();
+    await late;
+    await page.evaluate(
+      'new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 50)))',
+    );
+    const text = (await list.textContent()) ?? '';
+    expect(text).toContain(second.key.slice(0, 10));
+    expect(text).not.toContain(first.key.slice(0, 10));
+    await page.unroute(pattern);
+    expect(pageProblems).toEqual([]);
+  });
+});
