@@ -98,6 +98,33 @@ describeInBrowser('admin console with answers out of order', () => {
     await page.unroute('**/admin/stats?window_seconds=86400');
   });
 
+  it('overview left before its first answer stops polling', async () => {
+    const slow = held();
+    await page.route('**/admin/stats*', async (route: Route) => {
+      await slow.released;
+      await route.continue();
+    });
+    const nav = page.getByRole('navigation', { name: 'Sections' });
+    await nav.getByRole('link', { name: 'Providers' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Providers' }).waitFor();
+    const first = page.waitForRequest('**/admin/stats*');
+    await nav.getByRole('link', { name: 'Overview' }).click();
+    await first;
+    // The operator moves on while the overview still waits for its first answer.
+    await nav.getByRole('link', { name: 'Circuit breakers' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Circuit breakers' }).waitFor();
+    const answered = page.waitForResponse('**/admin/stats*');
+    slow.release();
+    await answered;
+    await page.unroute('**/admin/stats*');
+    // The overview polls every 5 s: nothing may ask for /admin/stats while another page shows.
+    const polled = await page
+      .waitForRequest('**/admin/stats*', { timeout: 7_000 })
+      .then(() => true)
+      .catch(() => false);
+    expect(polled).toBe(false);
+  });
+
   it('keys: a slow answer for the previous user filter does not replace the current one', async () => {
     await page
       .getByRole('navigation', { name: 'Sections' })

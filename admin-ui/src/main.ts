@@ -7,8 +7,13 @@ import { errorSlot, field, noticeArea } from './ui';
 const app = document.getElementById('app') as HTMLElement;
 let leavePage: (() => void) | void;
 let signedOutReason: string | null = null;
+// Bumped by every navigation and sign-out: a page that finishes rendering after the operator
+// has already left it (the overview waiting on a slow /admin/stats) is stopped at once instead
+// of polling behind the page shown now.
+let visit = 0;
 
 onSignedOut((reason) => {
+  visit += 1;
   signedOutReason = reason;
   leavePage?.();
   leavePage = undefined;
@@ -163,6 +168,7 @@ async function route(): Promise<void> {
   if (!currentSession()) return;
   const path = location.hash.replace(/^#\/?/, '') || 'overview';
   const page = PAGES.find((p) => p.path === path);
+  const mine = ++visit;
   leavePage?.();
   leavePage = undefined;
   for (const link of nav.querySelectorAll('a')) {
@@ -181,9 +187,11 @@ async function route(): Promise<void> {
     return;
   }
   try {
-    leavePage = await page.render(root);
+    const leave = await page.render(root);
+    if (mine === visit) leavePage = leave;
+    else leave?.();
   } catch (err) {
-    if (currentSession()) root.append(errorSlotWith(err));
+    if (mine === visit && currentSession()) root.append(errorSlotWith(err));
   }
 }
 
