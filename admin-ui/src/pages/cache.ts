@@ -66,7 +66,10 @@ export const cachePage: PageDef = {
                   name: 'user_id',
                   autocomplete: 'off',
                   spellcheck: 'false',
-                  pattern: '[0-9a-fA-F-]{36}',
+                  // A whole UUID. (Browsers compile pattern with the v flag, where a bare '-'
+                  // at the end of a class is a syntax error and the check is silently dropped.)
+                  pattern:
+                    '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}',
                 }),
                 "Only that user's own entries.",
               ),

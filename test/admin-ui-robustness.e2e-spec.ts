@@ -9,13 +9,14 @@ import { CHROMIUM_ARGS, chromiumOrSkip, ensureUiBuilt } from './admin-ui.helpers
 /*
  * The admin console when answers arrive out of order: a slow answer for a choice the operator
  * has already changed (the overview's window, the keys page's user filter) must not be drawn
- * over the answer for the current choice. The browser delays chosen admin API answers.
+ * over the answer for the current choice, and a page left while loading must stop. The browser
+ * delays chosen admin API answers. Also: client-side checks that must hold in the browser.
  */
 
 const executablePath = chromiumOrSkip();
 const describeInBrowser = executablePath ? describe : describe.skip;
 
-describeInBrowser('admin console with answers out of order', () => {
+describeInBrowser('admin console robustness', () => {
   let gw: TestGateway;
   let context: BrowserContext;
   let page: Page;
@@ -23,6 +24,7 @@ describeInBrowser('admin console with answers out of order', () => {
   let first: TestConsumer;
   let second: TestConsumer;
   let userDataDir: string;
+  /** Script errors and console errors (an invalid pattern attribute is one). */
   const pageProblems: string[] = [];
 
   /** Holds an answer until `release` is called, so the test decides the order. */
@@ -49,6 +51,11 @@ describeInBrowser('admin console with answers out of order', () => {
     });
     page = context.pages()[0] ?? (await context.newPage());
     page.on('pageerror', (err) => pageProblems.push(`pageerror: ${err.message}`));
+    page.on('console', (msg) => {
+      // A refused API call is logged by Chromium as "Failed to load resource": expected here.
+      if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource'))
+        pageProblems.push(`console: ${msg.text()}`);
+    });
     await page.goto(`${gw.url}/admin/ui/`);
     await page.getByLabel('Username').fill('admin');
     await page.getByLabel('Password').fill(password);
@@ -157,6 +164,27 @@ describeInBrowser('admin console with answers out of order', () => {
     expect(text).toContain(second.key.slice(0, 10));
     expect(text).not.toContain(first.key.slice(0, 10));
     await page.unroute(pattern);
+    expect(pageProblems).toEqual([]);
+  });
+
+  const valid = (el: unknown) => (el as { checkValidity(): boolean }).checkValidity();
+
+  it('cache: the user id field refuses what is not a UUID before asking anything', async () => {
+    await page
+      .getByRole('navigation', { name: 'Sections' })
+      .getByRole('link', { name: 'Response cache' })
+      .click();
+    await page.getByRole('heading', { level: 1, name: 'Response cache' }).waitFor();
+    const userId = page.getByLabel('User id (optional)');
+    await userId.fill('not-a-uuid');
+    expect(await userId.evaluate(valid)).toBe(false);
+    await userId.fill(first.userId);
+    expect(await userId.evaluate(valid)).toBe(true);
+    // Submitting the bad value opens no confirmation: the form's own check stops it.
+    await userId.fill('zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz');
+    await page.getByRole('button', { name: 'Clear cache' }).click();
+    expect(await page.getByRole('dialog').count()).toBe(0);
+    await userId.fill('');
     expect(pageProblems).toEqual([]);
   });
 });
