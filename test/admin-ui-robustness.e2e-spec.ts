@@ -187,4 +187,49 @@ describeInBrowser('admin console robustness', () => {
     await userId.fill('');
     expect(pageProblems).toEqual([]);
   });
+
+  it('a sign-out on expiry cancels an open confirmation but keeps a new key on screen', async () => {
+    // Tokens of 12 s: the console signs out 5 s before expiry, 7 s after signing in.
+    const short = await startGateway({ env: { JWT_EXPIRES_IN: '12' } });
+    const tab = await context.newPage();
+    try {
+      const { token: apiToken, password: pw } = await adminToken(short);
+      const owner = await newConsumer(short);
+      const signInTo = async () => {
+        await tab.goto(`${short.url}/admin/ui/#/keys`);
+        await tab.getByLabel('Username').fill('admin');
+        await tab.getByLabel('Password').fill(pw);
+        await tab.getByRole('button', { name: 'Sign in' }).click();
+        await tab.getByRole('heading', { level: 1, name: 'API keys' }).waitFor();
+      };
+      const expired = tab.getByText('Your session expired. Sign in again.');
+
+      await signInTo();
+      await tab.getByRole('button', { name: /^Revoke test/ }).click();
+      await tab.getByRole('dialog').getByRole('button', { name: 'Revoke key' }).waitFor();
+      await expired.waitFor({ timeout: 20_000 });
+      // The confirmation is gone with the session: nothing is left to click that does nothing.
+      await tab.getByRole('dialog').waitFor({ state: 'detached' });
+      const key = await fetch(`${short.url}/admin/keys/${owner.keyId}`, {
+        headers: { authorization: `Bearer ${apiToken}` },
+      });
+      expect(((await key.json()) as { status: string }).status).toBe('active');
+
+      // A key just created stays on screen through the sign-out: it cannot be shown again.
+      await signInTo();
+      const create = tab.getByRole('form', { name: 'Create a key' });
+      await create.getByLabel('Name').fill('made-before-expiry');
+      await create.getByRole('button', { name: 'Create key' }).click();
+      const secret = tab.getByRole('dialog').getByLabel('Key');
+      await secret.waitFor();
+      await expired.waitFor({ timeout: 20_000 });
+      expect(await secret.inputValue()).toMatch(/^sk-sy-/);
+      await tab.getByRole('button', { name: 'Done' }).click();
+      await tab.getByRole('dialog').waitFor({ state: 'detached' });
+      expect(await tab.getByRole('form', { name: 'Sign in' }).isVisible()).toBe(true);
+    } finally {
+      await tab.close();
+      await short.close();
+    }
+  });
 });

@@ -34,8 +34,10 @@ export function currentSession(): Readonly<Session> | null {
   return session;
 }
 
-export function onSignedOut(listener: (reason: string | null) => void): void {
+/** Calls `listener` on every sign-out; answers a function that stops it. */
+export function onSignedOut(listener: (reason: string | null) => void): () => void {
   signedOutListeners.add(listener);
+  return () => signedOutListeners.delete(listener);
 }
 
 export function signOut(reason: string | null = null): void {

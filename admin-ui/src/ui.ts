@@ -1,4 +1,4 @@
-import { ApiFailure } from './api';
+import { ApiFailure, onSignedOut } from './api';
 import { append, Child, h, replace, uid } from './dom';
 
 // ---- messages -------------------------------------------------------------------------------
@@ -268,9 +268,15 @@ export function pager<T>(
 
 // ---- dialogs --------------------------------------------------------------------------------
 
-/** A modal <dialog> (focus trapped by the browser, Esc closes); resolves when it closes. */
+/**
+ * A modal <dialog> (focus trapped by the browser, Esc closes); resolves when it closes. A
+ * sign-out (the token expired) cancels it: the dialog sits outside the page and would otherwise
+ * stay over the sign-in form, where a confirmed action silently does nothing. Only a dialog
+ * showing a new secret stays, since the secret cannot be shown again.
+ */
 function openDialog(
   title: string,
+  options: { keepOnSignOut?: boolean },
   build: (close: (value: string) => void) => Child[],
 ): Promise<string> {
   return new Promise((resolve) => {
@@ -280,7 +286,9 @@ function openDialog(
       dialog.close(value);
     };
     append(dialog, [h('h2', { id: titleId }, title), build(close)]);
+    const stopListening = options.keepOnSignOut ? undefined : onSignedOut(() => close('cancel'));
     dialog.addEventListener('close', () => {
+      stopListening?.();
       dialog.remove();
       resolve(dialog.returnValue);
     });
@@ -295,7 +303,7 @@ export async function confirmAction(
   confirmLabel: string,
   variant: 'primary' | 'danger' = 'danger',
 ): Promise<boolean> {
-  const result = await openDialog(title, (close) => {
+  const result = await openDialog(title, {}, (close) => {
     const cancel = h('button', { type: 'button', on: { click: () => close('cancel') } }, 'Cancel');
     const ok = h(
       'button',
@@ -311,7 +319,7 @@ export async function confirmAction(
 
 /** Shows a secret (a new API key) once, with a copy button and a warning. */
 export async function showSecret(title: string, secret: string, note: string): Promise<void> {
-  await openDialog(title, (close) => {
+  await openDialog(title, { keepOnSignOut: true }, (close) => {
     const input = h('input', {
       type: 'text',
       readonly: true,
@@ -355,7 +363,7 @@ export async function dialogForm(
   onSubmit: (form: HTMLFormElement) => Promise<void>,
   variant: 'primary' | 'danger' = 'primary',
 ): Promise<boolean> {
-  const result = await openDialog(title, (close) => {
+  const result = await openDialog(title, {}, (close) => {
     const el = form({ label: title, submitLabel, variant }, fields, async (f) => {
       await onSubmit(f);
       close('ok');
