@@ -70,6 +70,15 @@ describeInBrowser('admin console robustness', () => {
     if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   });
 
+  it('overview: an idle half hour is summarised as such', async () => {
+    // This gateway has served no public traffic at all.
+    const caption = page.locator('figure.chart figcaption');
+    await caption.waitFor();
+    expect(await caption.textContent()).toBe(
+      '0 requests and 0 server errors in the last 30 minutes; busiest minute 0, this minute 0.',
+    );
+  });
+
   it('overview: a slow answer for the previous window is not shown under the new one', async () => {
     const slow = held();
     // The 24-hour answer is held, and marked so it is recognisable if it is ever drawn.

@@ -200,12 +200,14 @@ function card(label: string, value: string, detail: string, alert = false): HTML
 function chart(points: { at: string; requests: number; errors: number }[]): Element {
   const width = 600;
   const height = 120;
-  const max = Math.max(1, ...points.map((p) => p.requests));
+  const busiest = Math.max(0, ...points.map((p) => p.requests));
+  // At least 1 so an idle half hour draws empty bars instead of dividing by zero.
+  const max = Math.max(1, busiest);
   const slot = width / Math.max(1, points.length);
   const total = points.reduce((sum, p) => sum + p.requests, 0);
   const errors = points.reduce((sum, p) => sum + p.errors, 0);
   const last = points[points.length - 1];
-  const summary = `${num(total)} requests and ${num(errors)} server errors in the last ${points.length} minutes; busiest minute ${num(max)}, this minute ${num(last?.requests ?? 0)}.`;
+  const summary = `${num(total)} requests and ${num(errors)} server errors in the last ${points.length} minutes; busiest minute ${num(busiest)}, this minute ${num(last?.requests ?? 0)}.`;
   const bars = points.map((p) => {
     const hReq = (p.requests / max) * (height - 4);
     const hErr = (p.errors / max) * (height - 4);
