@@ -2,6 +2,7 @@ import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
 import { writeProvidersFile } from './support/mock-upstream';
 import { ensureUiBuilt } from './admin-ui.helpers';
+import { AdminStatsService } from '../apps/gateway/src/admin-console/admin-stats.service';
 
 /* Serving of the built admin console and GET /admin/stats, over HTTP (no browser). */
 
@@ -215,5 +216,19 @@ describe('GET /admin/stats', () => {
     await new Promise((r) => setTimeout(r, 2_500));
     const { body } = await stats('?window_seconds=900');
     expect(body.traffic.requests).toBe(7);
+  });
+
+  it('keeps no answer past its reuse period, however many windows were asked for', async () => {
+    // Windows under 200 s are reused for 2 s.
+    for (let window = 60; window < 100; window++)
+      expect((await stats(`?window_seconds=${window}`)).status).toBe(200);
+    const memo = (
+      gw.gateway.app.get(AdminStatsService) as unknown as { memo: Map<number, unknown> }
+    ).memo;
+    expect(memo.size).toBeGreaterThanOrEqual(40);
+    await new Promise((r) => setTimeout(r, 2_100));
+    expect((await stats('?window_seconds=100')).status).toBe(200);
+    // (Longer windows asked for by the tests above may still be within their reuse period.)
+    expect([...memo.keys()].filter((window) => window <= 100)).toEqual([100]);
   });
 });

@@ -55,6 +55,10 @@ export class AdminStatsService {
     const now = Date.now();
     const hit = this.memo.get(windowSeconds);
     if (hit && now - hit.at < reuseMs(windowSeconds)) return hit.value;
+    // Any window from 60 s to a day may be asked for (a dashboard passing its time range):
+    // answers past their reuse period go, or the map would keep one per window ever asked.
+    for (const [window, entry] of this.memo)
+      if (now - entry.at >= reuseMs(window)) this.memo.delete(window);
     const value = this.collect(windowSeconds);
     this.memo.set(windowSeconds, { at: now, value });
     // A failed collection must not be served to the next caller.
