@@ -79,6 +79,30 @@ describeInBrowser('admin console robustness', () => {
     );
   });
 
+  it('overview: with the traffic section unavailable, no traffic figure is shown', async () => {
+    // The answer /admin/stats gives while Postgres is down: traffic null and named.
+    await page.route('**/admin/stats?window_seconds=900', async (route: Route) => {
+      const response = await route.fetch();
+      const stats = await response.json();
+      await route.fulfill({
+        response,
+        json: { ...stats, traffic: null, unavailable: ['traffic'] },
+      });
+    });
+    const answered = page.waitForResponse('**/admin/stats?window_seconds=900');
+    await page.getByLabel('Window').selectOption('900');
+    await answered;
+    const cards = page.getByRole('list', { name: 'Key numbers' });
+    await page.getByText('Not available right now: traffic.').waitFor();
+    const cache = (await cards.locator('li', { hasText: 'Cache hit rate' }).textContent()) ?? '';
+    expect(cache).toMatch(/^Cache hit rate—all time/);
+    expect(cache).not.toContain('answers from cache');
+    await page.unroute('**/admin/stats?window_seconds=900');
+    const back = page.waitForResponse('**/admin/stats?window_seconds=300');
+    await page.getByLabel('Window').selectOption('300');
+    await back;
+  });
+
   it('overview: a slow answer for the previous window is not shown under the new one', async () => {
     const slow = held();
     // The 24-hour answer is held, and marked so it is recognisable if it is ever drawn.

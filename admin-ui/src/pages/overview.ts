@@ -116,7 +116,7 @@ function draw(body: HTMLElement, stats: Stats, windowLabel: string): void {
       'Cache hit rate',
       t ? pct(t.cache_hit_rate) : '—',
       stats.cache
-        ? `${num(t?.cached ?? 0)} answers from cache · all time ${pct(stats.cache.hit_rate)}, ${num(stats.cache.keys)} keys`
+        ? `${t ? `${num(t.cached)} answers from cache · ` : ''}all time ${pct(stats.cache.hit_rate)}, ${num(stats.cache.keys)} keys`
         : '',
     ),
     card('Credits spent', t ? num(t.credits_spent) : '—', windowLabel),
