@@ -265,4 +265,28 @@ describeInBrowser('admin console robustness', () => {
       await short.close();
     }
   });
+
+  it('shows the day the session ends when it is not today', async () => {
+    const long = await startGateway({ env: { JWT_EXPIRES_IN: '2d' } });
+    const tab = await context.newPage();
+    try {
+      const { password: pw } = await adminToken(long);
+      await tab.goto(`${long.url}/admin/ui/`);
+      await tab.getByLabel('Username').fill('admin');
+      await tab.getByLabel('Password').fill(pw);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await tab.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+      // en-GB in UTC, as the context is set up: e.g. " · until 26 Nov, 08:45".
+      const end = new Date(Date.now() + 2 * 86_400_000);
+      const day = end.toLocaleDateString('en-GB', {
+        day: 'numeric',
+        month: 'short',
+        timeZone: 'UTC',
+      });
+      expect(await tab.locator('.who .expires').textContent()).toContain(`until ${day}`);
+    } finally {
+      await tab.close();
+      await long.close();
+    }
+  });
 });

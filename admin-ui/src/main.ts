@@ -128,7 +128,12 @@ function showShell(): void {
     event.preventDefault();
     (main.querySelector('h1') ?? main).focus();
   });
-  const expires = new Date(session.expiresAt).toLocaleTimeString([], {
+  const expiry = new Date(session.expiresAt);
+  // The time alone when it is today; with the date too for longer lifetimes (JWT_EXPIRES_IN=2d).
+  const expires = expiry.toLocaleString([], {
+    ...(expiry.toDateString() === new Date().toDateString()
+      ? {}
+      : { day: 'numeric', month: 'short' }),
     hour: '2-digit',
     minute: '2-digit',
   });
