@@ -1,3 +1,4 @@
+import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -5,6 +6,8 @@ import {
   alertRules,
   CONTRACT_ALERTS,
   dashboardTargets,
+  findTool,
+  freePort,
   isKnownMetric,
   loadYamlFile,
   markdownAnchors,
@@ -12,6 +15,7 @@ import {
   repoFile,
   requireToolOrSkip,
   run,
+  waitFor,
 } from './monitoring.helpers';
 
 const ALERTS = 'monitoring/prometheus/alerts.yml';
@@ -211,5 +215,132 @@ describe('promtool and amtool', () => {
     expect(route('critical')).toBe('pager,team-chat');
     expect(route('warning')).toBe('team-chat');
     expect(route('info')).toBe('dashboard-only');
+  });
+});
+
+/**
+ * docs/monitoring.md promises three silencings. A real Alertmanager with the repo's config gets
+ * the alerts with the labels the rules give them (the exp_labels of alerts.test.yml, which
+ * promtool checks against the rules), and must report each target suppressed by its source:
+ * an inhibition whose `equal` labels the real alerts do not both carry silences nothing.
+ */
+const alertmanagerBin = findTool('prometheus-alertmanager') ?? findTool('alertmanager');
+if (!alertmanagerBin) requireToolOrSkip('alertmanager', 'prometheus-alertmanager');
+
+(alertmanagerBin ? describe : describe.skip)('Alertmanager inhibitions (real Alertmanager)', () => {
+  type Labels = Record<string, string>;
+  let am: ChildProcess | undefined;
+  let amUrl = '';
+  let dir = '';
+  let amLog = '';
+
+  /** The labels of `alertname` at `severity` as the rules produce them (alerts.test.yml). */
+  function ruleLabels(alertname: string, severity: string): Labels {
+    const file = loadYamlFile<{
+      tests: { alert_rule_test?: { alertname: string; exp_alerts?: { exp_labels: Labels }[] }[] }[];
+    }>(ALERT_TESTS);
+    for (const test of file.tests)
+      for (const rule of test.alert_rule_test ?? [])
+        for (const expected of rule.alertname === alertname ? (rule.exp_alerts ?? []) : [])
+          if (expected.exp_labels.severity === severity)
+            return { alertname, ...expected.exp_labels };
+    throw new Error(`alerts.test.yml has no firing ${alertname} at ${severity}`);
+  }
+
+  /** Posts `firing`, then answers which of them Alertmanager reports suppressed. */
+  async function suppressed(firing: Labels[]): Promise<string[]> {
+    const startsAt = new Date().toISOString();
+    const post = await fetch(`${amUrl}/api/v2/alerts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(firing.map((labels) => ({ labels, startsAt }))),
+    });
+    expect(post.status).toBe(200);
+    const names = (labels: Labels) => `${labels.alertname}/${labels.severity}`;
+    return waitFor('Alertmanager lists every posted alert', async () => {
+      const res = await fetch(`${amUrl}/api/v2/alerts`);
+      const alerts = (await res.json()) as { labels: Labels; status: { state: string } }[];
+      if (alerts.length < firing.length) return undefined;
+      return alerts
+        .filter((a) => a.status.state === 'suppressed')
+        .map((a) => names(a.labels))
+        .sort();
+    });
+  }
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'sy-am-'));
+    const port = await freePort();
+    amUrl = `http://127.0.0.1:${port}`;
+    amLog = '';
+    am = spawn(
+      alertmanagerBin as string,
+      [
+        `--config.file=${path.join(process.cwd(), 'monitoring/alertmanager/alertmanager.yml')}`,
+        `--storage.path=${dir}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--cluster.listen-address=',
+        '--log.level=warn',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    am.stdout?.on('data', (chunk) => (amLog += chunk));
+    am.stderr?.on('data', (chunk) => (amLog += chunk));
+    await waitFor('Alertmanager ready', async () =>
+      (await fetch(`${amUrl}/-/ready`)).ok ? true : undefined,
+    ).catch((err) => {
+      throw new Error(`${(err as Error).message}\n${amLog}`);
+    });
+  }, 40_000);
+
+  afterEach(async () => {
+    if (am && am.exitCode === null) {
+      const exited = new Promise((resolve) => am?.once('exit', resolve));
+      am.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+      clearTimeout(timer);
+      if (am.exitCode === null) am.kill('SIGKILL');
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('silences the warning twin of a firing critical alert', async () => {
+    const twins = ['HighErrorRate', 'NoHealthySessions', 'QueueBacklog', 'CreditFailures'];
+    const firing = twins.flatMap((name) => [
+      ruleLabels(name, 'critical'),
+      ruleLabels(name, 'warning'),
+    ]);
+    expect(await suppressed(firing)).toEqual(twins.map((name) => `${name}/warning`).sort());
+  });
+
+  it('silences the other alerts of an instance that is down, and only of that one', async () => {
+    const down = ruleLabels('APIDown', 'critical');
+    const other = (labels: Labels) => ({ ...labels, instance: 'api-2:8000' });
+    const firing = [
+      down,
+      ruleLabels('DatabaseDown', 'critical'),
+      ruleLabels('RedisDown', 'critical'),
+      ruleLabels('DBPoolSaturation', 'warning'),
+      other(ruleLabels('RedisDown', 'critical')),
+    ];
+    expect(down.instance).toBe(firing[1].instance);
+    expect(await suppressed(firing)).toEqual([
+      'DBPoolSaturation/warning',
+      'DatabaseDown/critical',
+      'RedisDown/critical',
+    ]);
+  });
+
+  it('silences the pool and latency alerts while DatabaseDown fires', async () => {
+    const firing = [
+      ruleLabels('DatabaseDown', 'critical'),
+      ruleLabels('DBPoolSaturation', 'warning'),
+      ruleLabels('HighDatabaseLatency', 'warning'),
+    ];
+    expect(await suppressed(firing)).toEqual([
+      'DBPoolSaturation/warning',
+      'HighDatabaseLatency/warning',
+    ]);
   });
 });
