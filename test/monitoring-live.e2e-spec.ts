@@ -64,7 +64,7 @@ const KEY_PANELS: Record<string, string[]> = {
     'Credits spent per minute',
     'Top models (requests in range)',
     'Requests per provider',
-    'Jobs finished by type and outcome',
+    'Jobs by type and outcome',
     'Jobs waiting and running',
     'Jobs finished in range',
     'Cached responses served in range',
@@ -235,6 +235,22 @@ if (!prometheusBin) requireToolOrSkip('prometheus', 'prometheus');
 
   it('returns data in the key panels of each dashboard', async () => {
     expect(await emptyKeyPanels()).toEqual([]);
+  });
+
+  it('counts the finished job once in "Jobs finished in range"', async () => {
+    // The job of beforeAll, once it has succeeded and been scraped.
+    await waitFor('the succeeded job scraped', async () => {
+      const result = await query(
+        'sum(increase(gateway_generation_jobs_total{job="switchyard", outcome="succeeded"}[5m])) > 0.9',
+      );
+      return result.data?.result.length ? true : undefined;
+    });
+    const [panel] = dashboardTargets().filter(
+      (t) => t.dashboard === 'switchyard-business' && t.panel === 'Jobs finished in range',
+    );
+    const result = await query(expandGrafanaVariables(panel.expr));
+    // One job was submitted and finished: one, not two (submitted + succeeded).
+    expect(Math.round(Number(result.data?.result[0]?.value[1]))).toBe(1);
   });
 
   it('finds the gateway for the dashboards’ instance variable', async () => {
