@@ -177,6 +177,11 @@ providers:
       }
       const ok = await call(gw.url, '/metrics', { headers: basic(`prom:${METRICS_PASSWORD}`) });
       expect(ok.status).toBe(200);
+      // The scheme is case-insensitive (RFC 9110 §11.1).
+      const lower = {
+        authorization: basic(`prom:${METRICS_PASSWORD}`).authorization.replace('Basic', 'basic'),
+      };
+      expect((await call(gw.url, '/metrics', { headers: lower })).status).toBe(200);
     });
 
     it('compares secrets with timingSafeEqual over fixed-length digests (source check)', () => {

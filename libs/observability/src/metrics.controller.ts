@@ -22,9 +22,11 @@ export function metricsAuthorized(
   const { user, password } = metrics;
   if (!user || !password) return true;
   const header = authorization ?? '';
-  const given = header.startsWith('Basic ')
-    ? Buffer.from(header.slice(6), 'base64').toString()
-    : '';
+  // The scheme is case-insensitive (RFC 9110 §11.1): some scrapers send "basic".
+  const given =
+    header.slice(0, 6).toLowerCase() === 'basic '
+      ? Buffer.from(header.slice(6), 'base64').toString()
+      : '';
   return safeEqual(given, `${user}:${password}`);
 }
 
