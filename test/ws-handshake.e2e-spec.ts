@@ -107,6 +107,21 @@ describe('WebSocket handshake errors on /v1/ws', () => {
     }
   });
 
+  it('counts every handshake in http_requests_total under /v1/ws, accepted or refused', async () => {
+    const count = async (method: string, status: number): Promise<number> => {
+      const text = await (await fetch(`${gw.url}/metrics`)).text();
+      const series = `http_requests_total{method="${method}",route="/v1/ws",status="${status}"} `;
+      const line = text.split('\n').find((l) => l.startsWith(series));
+      return line ? Number(line.slice(series.length)) : 0;
+    };
+    const before = [await count('GET', 101), await count('GET', 426), await count('POST', 405)];
+    expect((await send(gw, handshake({}))).status).toBe(101);
+    expect((await send(gw, handshake({ 'Sec-WebSocket-Version': '99' }))).status).toBe(426);
+    expect((await send(gw, handshake({ 'Content-Length': '0' }, 'POST'))).status).toBe(405);
+    const after = [await count('GET', 101), await count('GET', 426), await count('POST', 405)];
+    expect(after.map((n, i) => n - before[i])).toEqual([1, 1, 1]);
+  });
+
   it('echoes the caller’s x-request-id in the header and the body', async () => {
     const reply = await send(gw, handshake({ 'Sec-WebSocket-Key': 'bad', 'X-Request-Id': 'ws-1' }));
     expect(header(reply, 'x-request-id')).toBe('ws-1');

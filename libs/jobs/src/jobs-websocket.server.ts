@@ -14,7 +14,14 @@ import { ApiKeyAuthService } from '@app/auth';
 import type { Principal } from '@app/auth';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { LifecycleService } from '@app/health';
-import { ApiError, LOGGER, rawHttpAnswer, requestIdFrom, toEnvelope } from '@app/observability';
+import {
+  ApiError,
+  LOGGER,
+  rawHttpAnswer,
+  recordUpgradeRequest,
+  requestIdFrom,
+  toEnvelope,
+} from '@app/observability';
 import { isUuid } from './job-cursor';
 import { JobEvents } from './job-events.service';
 import { wsConnections } from './jobs.metrics';
@@ -164,7 +171,10 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
       this.refuseHandshake(request, socket, refusal);
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => this.onConnection(ws, request, url));
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      recordUpgradeRequest(request.method ?? 'GET', WS_PATH, 101);
+      this.onConnection(ws, request, url);
+    });
   }
 
   /**
@@ -183,6 +193,7 @@ export class JobsWebSocketServer implements OnApplicationBootstrap, BeforeApplic
     socket.end(
       rawHttpAnswer(status, JSON.stringify(body), { ...headers, 'x-request-id': requestId }),
     );
+    recordUpgradeRequest(request.method ?? 'GET', WS_PATH, status);
     this.logger.info(
       { request_id: requestId, status, code: error.code },
       'WebSocket handshake refused',

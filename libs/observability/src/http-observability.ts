@@ -185,6 +185,15 @@ export function recordAfter<T>(request: FastifyRequest, work: Promise<T>): Promi
   return work;
 }
 
+/**
+ * A WebSocket handshake, which Node hands to the 'upgrade' listener and Fastify never sees:
+ * counted in `http_requests_total` under its path, with 101 when it became a WebSocket, else the
+ * status it was refused with.
+ */
+export function recordUpgradeRequest(method: string, route: string, status: number): void {
+  httpRequestsTotal.inc({ method, route, status: String(status) });
+}
+
 /** Route label of requests Node's HTTP parser refused: they never had a method or a route. */
 export const UNPARSED_ROUTE = 'unparsed';
 

@@ -10,6 +10,7 @@ export {
   installHttpObservability,
   recordAfter,
   recordUnparsedRequest,
+  recordUpgradeRequest,
   requestIdFrom,
   uuidV7,
 } from './http-observability';
