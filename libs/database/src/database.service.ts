@@ -67,6 +67,33 @@ export function createDataSource(url: string, config: AppConfig['database']): Da
 }
 
 /**
+ * The DataSource migrations run on (the gateway's boot, `migrate`, `migrate:revert`): one
+ * connection without DB_STATEMENT_TIMEOUT_MS, which bounds gateway queries, not schema work. With
+ * it a VALIDATE or CREATE INDEX on a large credit_ledger, or the wait for the migrations' lock
+ * while another process migrated, was cancelled after 10 s and failed the start. Its
+ * lock_timeout stays: DDL queued behind a long transaction (a pg_dump, a report) holds up every
+ * query on its table, so it gives up after DB_STATEMENT_TIMEOUT_MS instead (withMigrationLock
+ * lifts it for the advisory lock only).
+ */
+export function createMigrationDataSource(url: string, config: AppConfig['database']): DataSource {
+  return new DataSource({
+    type: 'postgres',
+    url,
+    migrations: MIGRATIONS,
+    migrationsTableName: 'migrations',
+    migrationsTransactionMode: 'each',
+    synchronize: false,
+    logging: false,
+    extra: {
+      max: 1,
+      connectionTimeoutMillis: config.connectTimeoutMs,
+      lock_timeout: config.statementTimeoutMs,
+      application_name: 'switchyard',
+    },
+  });
+}
+
+/**
  * Keeps an 'error' listener on a client checked out of the pool until it is released. pg-pool
  * removes its own listener at checkout, and pg emits 'error' on a client whose server goes away
  * (a Postgres restart) even while a query is running: with no listener that event is thrown and
@@ -96,20 +123,52 @@ class StaleConnectionError extends Error {
 export const MIGRATION_LOCK_ID = 7_272_741;
 
 /**
- * Applies pending migrations while holding a Postgres advisory lock, so replicas (or a worker and
- * an init container) starting together take turns instead of racing to create the same tables.
- * The migrations run on the lock's own connection: on a second one a pool of one connection
+ * Runs `work` on one connection holding the migrations' advisory lock, so replicas (or a worker,
+ * an init container and `migrate:revert`) take turns instead of racing to change the schema. The
+ * lock is waited for as long as the process holding it migrates: lock_timeout is lifted for that
+ * one statement. `work` gets the lock's own connection: on a second one a pool of one connection
  * (DB_POOL_MAX_SIZE=1) waited for itself and the gateway never started.
  */
-export async function runMigrationsLocked(dataSource: DataSource): Promise<Migration[]> {
+export async function withMigrationLock<T>(
+  dataSource: DataSource,
+  work: (runner: QueryRunner) => Promise<T>,
+): Promise<T> {
   const runner = dataSource.createQueryRunner();
-  await runner.connect();
+  const client: PoolClient = await runner.connect();
+  // A server that goes away mid-migration fails the running query; unheard, pg's 'error' event
+  // on the checked-out client would crash the process as well.
+  const ignore = () => undefined;
+  client.on('error', ignore);
   try {
+    await runner.query('SET lock_timeout = 0');
     await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
-    return await migrationsOn(dataSource, runner).executePendingMigrations();
+    await runner.query('RESET lock_timeout');
+    return await work(runner);
   } finally {
     await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]).catch(() => undefined);
     await runner.release();
+    client.removeListener('error', ignore);
+  }
+}
+
+/** Applies pending migrations under the migrations' lock (withMigrationLock), each in its own transaction. */
+export function runMigrationsLocked(dataSource: DataSource): Promise<Migration[]> {
+  return withMigrationLock(dataSource, (runner) =>
+    migrationsOn(dataSource, runner).executePendingMigrations(),
+  );
+}
+
+/** Applies pending migrations on a DataSource of their own (createMigrationDataSource). */
+export async function migrateDatabase(
+  url: string,
+  config: AppConfig['database'],
+): Promise<Migration[]> {
+  const dataSource = createMigrationDataSource(url, config);
+  await dataSource.initialize();
+  try {
+    return await runMigrationsLocked(dataSource);
+  } finally {
+    await dataSource.destroy();
   }
 }
 
@@ -162,6 +221,7 @@ export class DatabaseService implements OnApplicationShutdown {
       );
       url = await this.embedded.start();
     }
+    const applied = await migrateDatabase(url, this.config.database);
     this.dataSource = createDataSource(url, this.config.database);
     await this.dataSource.initialize();
     this.pool().on('error', (err) =>
@@ -177,7 +237,6 @@ export class DatabaseService implements OnApplicationShutdown {
         this.logger.warn({ err: err.message }, 'database connection failed while in use'),
       );
     });
-    const applied = await runMigrationsLocked(this.dataSource);
     dbUp.set(1);
     if (applied.length > 0)
       this.logger.info({ migrations: applied.map((m) => m.name) }, 'migrations applied');

@@ -3,9 +3,12 @@ export {
   DatabaseService,
   MIGRATION_LOCK_ID,
   createDataSource,
+  createMigrationDataSource,
+  migrateDatabase,
   migrationsOn,
   pendingMigrations,
   runMigrationsLocked,
+  withMigrationLock,
 } from './database.service';
 export type { PreparedStatement, Queryable } from './database.service';
 export {

@@ -1,5 +1,5 @@
 import { DataSource, QueryRunner } from 'typeorm';
-import { MIGRATION_LOCK_ID, migrationsOn } from '@app/database';
+import { migrationsOn, withMigrationLock } from '@app/database';
 import { CliCommand } from '../cli-command';
 import { withMigrationDataSource } from './migration-data-source';
 
@@ -33,10 +33,7 @@ export const migrateRevertCommand: CliCommand = {
   options: [{ name: 'dry', description: 'name the migration it would revert, revert nothing' }],
   async run(ctx, { flags }) {
     return withMigrationDataSource(ctx, async (dataSource) => {
-      const runner = dataSource.createQueryRunner();
-      await runner.connect();
-      try {
-        await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
+      return withMigrationLock(dataSource, async (runner) => {
         // Read under the lock: a migration applied while we waited is the one to consider.
         const last = await lastApplied(runner);
         if (!last) {
@@ -67,12 +64,7 @@ export const migrateRevertCommand: CliCommand = {
           'A gateway of this version applies it again when it starts: run the previous version now.',
         );
         return 0;
-      } finally {
-        await runner
-          .query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID])
-          .catch(() => undefined);
-        await runner.release();
-      }
+      });
     });
   },
 };

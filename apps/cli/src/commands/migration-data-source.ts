@@ -1,9 +1,10 @@
 import { DataSource } from 'typeorm';
-import { createDataSource, EmbeddedPostgres } from '@app/database';
+import { createMigrationDataSource, EmbeddedPostgres } from '@app/database';
 import { CliContext } from '../cli-command';
 
 /**
- * Runs `work` on a TypeORM DataSource for the configured database — the embedded Postgres when
+ * Runs `work` on a migration DataSource (createMigrationDataSource: no statement timeout) for the
+ * configured database — the embedded Postgres when
  * DATABASE_URL is unset, started for the command and stopped after it — and closes both
  * whatever `work` does.
  */
@@ -22,7 +23,7 @@ export async function withMigrationDataSource<T>(
     url = await embedded.start();
   }
   try {
-    const dataSource = createDataSource(url, ctx.config.database);
+    const dataSource = createMigrationDataSource(url, ctx.config.database);
     await dataSource.initialize();
     try {
       return await work(dataSource);
