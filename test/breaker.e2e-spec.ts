@@ -259,6 +259,30 @@ describe('circuit breakers shared by two replicas', () => {
     );
   });
 
+  it('closes the breaker of a provider an admin disables: it gets no traffic that could close it', async () => {
+    await clientA.admin('POST', '/admin/circuit-breakers/flaky/force-open', { durationMs: 60_000 });
+    const providers = await clientA.admin('GET', '/admin/providers');
+    const flakyId = providers.body.data.find((p: { name: string }) => p.name === 'flaky').id;
+    try {
+      const disabled = await clientB.admin('PATCH', `/admin/providers/${flakyId}`, {
+        enabled: false,
+      });
+      expect(disabled.status).toBe(200);
+      expect(await clientA.breaker('flaky')).toMatchObject({ state: 'closed', forced: false });
+      await waitFor(async () =>
+        /gateway_circuit_breaker_state\{breaker="flaky"\} 0/.test(
+          await (await fetch(`${a.url}/metrics`)).text(),
+        ),
+      );
+      const audit = await clientA.admin('GET', '/admin/audit?limit=20');
+      expect(audit.body.data).toContainEqual(
+        expect.objectContaining({ action: 'circuit_breaker.reset', target: 'flaky' }),
+      );
+    } finally {
+      await clientA.admin('PATCH', `/admin/providers/${flakyId}`, { enabled: true });
+    }
+  });
+
   it('validates force-open and reset requests', async () => {
     const bad = [{ durationMs: 0 }, { durationMs: 'soon' }, { durationMs: 1.5 }, { extra: 1 }];
     for (const body of bad) {

@@ -93,6 +93,14 @@ export class ProvidersController {
       },
       after: patch,
     });
+    // A disabled provider gets no traffic, so an open or half-open breaker could never close:
+    // CircuitBreakerOpen would fire on for a provider nothing is routed to.
+    if (current.enabled && !updated.enabled && this.breakers.has(updated.name)) {
+      await this.breakers.reset(updated.name, `${admin.username} (provider disabled)`);
+      await this.audit.record(admin.username, 'circuit_breaker.reset', updated.name, {
+        reason: 'provider disabled',
+      });
+    }
     return toProviderView(updated);
   }
 }
