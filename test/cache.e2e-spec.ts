@@ -6,6 +6,7 @@ import { startGateway, TestGateway } from './support/gateway';
 import { MockUpstream, startMockUpstream, oneProviderFile } from './support/mock-upstream';
 import { startRedisServer } from './support/redis-server';
 import { testEnv } from './support/test-env';
+import { waitFor } from './support/wait-for';
 
 const MODEL = 'gpt-cache-test';
 const OTHER_MODEL = 'gpt-cache-other';
@@ -403,6 +404,50 @@ describe('response cache: price, TTL and Redis outage', () => {
       // The restarted Redis is empty (nothing persisted): a miss, then a hit on Redis again.
       expect((await chat(gw, consumer, ask('during'))).headers.get('x-cache')).toBe('miss');
       expect((await chat(gw, consumer, ask('during'))).headers.get('x-cache')).toBe('hit');
+    } finally {
+      await gw.close();
+      await server.stop();
+      await upstream.stop();
+    }
+  });
+
+  it('applies a clear made while Redis is unreachable to Redis once it is back', async () => {
+    const upstream = await startMockUpstream('primary');
+    const server = await startRedisServer();
+    const gw = await startGateway({
+      redis: server.url,
+      env: { PROVIDERS_FILE: providers(upstream) },
+    });
+    try {
+      const consumer = await newConsumer(gw);
+      const admin = (await adminToken(gw)).token;
+      await chat(gw, consumer, ask('a wrong answer'));
+      expect((await chat(gw, consumer, ask('a wrong answer'))).headers.get('x-cache')).toBe('hit');
+
+      // Frozen, not restarted: the entry is still in Redis when it answers again.
+      server.pause();
+      const cleared = await fetch(`${gw.url}/admin/cache`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${admin}` },
+      });
+      expect(cleared.status).toBe(200);
+      server.resume();
+      await waitFor(() => gw.logText().includes('FALLBACK DEACTIVATED'), 15_000, 'Redis back');
+      await waitFor(
+        async () => {
+          const stats = await fetch(`${gw.url}/admin/cache/stats`, {
+            headers: { authorization: `Bearer ${admin}` },
+          });
+          return (await stats.json()).keys === 0;
+        },
+        5000,
+        'the cleared entry gone from Redis',
+      );
+
+      const after = await chat(gw, consumer, ask('a wrong answer'));
+      expect(after.status).toBe(200);
+      expect(after.headers.get('x-cache')).toBe('miss');
+      expect(upstream.count).toBe(2);
     } finally {
       await gw.close();
       await server.stop();

@@ -71,6 +71,12 @@ const PREFETCH_TTL_MS = 1000;
  */
 const PREFETCH_MAX = 256;
 
+/**
+ * Clears asked for while Redis was unreachable, kept until it answers again. More than this and
+ * they become one clear of everything: a cache cleared too widely only costs misses.
+ */
+const PENDING_CLEARS_MAX = 100;
+
 const STATS_KEY = 'rcstats';
 const STATS_FLUSH_MS = 5000;
 const SCAN_COUNT = 1000;
@@ -98,6 +104,8 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
     string,
     { read: Promise<StoredEntry | undefined>; at: number }
   >();
+  /** Clears Redis missed (it was unreachable), applied to it when it is back. */
+  private pendingClears: CacheSelector[] = [];
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -110,8 +118,11 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
   onModuleInit(): void {
     // Entries written during an outage are not in Redis; drop them rather than serve them again
     // in a later outage after the operator may have cleared the cache.
+    // A clear made meanwhile reached only memory: the Redis entries it meant are still there.
     this.redis.onConnectionChange((up) => {
-      if (up) this.memory.deleteWhere(() => true);
+      if (!up) return;
+      this.memory.deleteWhere(() => true);
+      void this.applyPendingClears();
     });
     if (this.redis.isConfigured) {
       this.flushTimer = setInterval(() => void this.flushCounts(), STATS_FLUSH_MS);
@@ -255,10 +266,21 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
     }
   }
 
-  /** Removes every entry, or one user's (their own scope; shared entries stay), or one model's. */
+  /**
+   * Removes every entry, or one user's (their own scope; shared entries stay), or one model's.
+   * With Redis unreachable only this process's entries go now; Redis's go when it is back.
+   */
   async clear(selector: CacheSelector): Promise<number> {
     const inMemory = this.memory.deleteWhere((key) => matchesSelector(key, selector));
-    const inRedis = await this.redis.withFallback(
+    const inRedis = await this.clearOnRedis(selector);
+    this.logger.info({ selector, removed: inMemory + inRedis }, 'response cache cleared');
+    return inMemory + inRedis;
+  }
+
+  /** Deletes the selector's entries on Redis; when it cannot be reached, remembers the clear. */
+  private async clearOnRedis(selector: CacheSelector): Promise<number> {
+    if (!this.redis.isConfigured) return 0;
+    return this.redis.withFallback(
       async (client) => {
         let removed = 0;
         await this.scan(client, selectorPattern(selector), async (keys) => {
@@ -266,10 +288,34 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
         });
         return removed;
       },
-      () => 0,
+      () => {
+        this.deferClear(selector);
+        return 0;
+      },
     );
-    this.logger.info({ selector, removed: inMemory + inRedis }, 'response cache cleared');
-    return inMemory + inRedis;
+  }
+
+  private deferClear(selector: CacheSelector): void {
+    this.pendingClears =
+      this.pendingClears.length >= PENDING_CLEARS_MAX ? [{}] : [...this.pendingClears, selector];
+    this.logger.warn(
+      { selector },
+      'response cache clear: Redis unreachable; its entries will be cleared when it is back',
+    );
+  }
+
+  private async applyPendingClears(): Promise<void> {
+    const clears = this.pendingClears;
+    this.pendingClears = [];
+    for (const selector of clears) {
+      try {
+        const removed = await this.clearOnRedis(selector);
+        this.logger.info({ selector, removed }, 'response cache cleared on Redis (deferred clear)');
+      } catch (err) {
+        this.deferClear(selector);
+        this.logger.warn({ err: (err as Error).message }, 'deferred response cache clear failed');
+      }
+    }
   }
 
   async stats(): Promise<CacheStats> {
