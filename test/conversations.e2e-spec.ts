@@ -119,6 +119,35 @@ describe('conversations (X-Conversation-Id)', () => {
     expect(sentUpstream()).toEqual([user('one'), assistant('kept'), user('two')]);
   });
 
+  it('remembers a refusal as text, so the next turn is not an assistant message without content', async () => {
+    const consumer = await newConsumer(gw);
+    upstream.next({
+      mode: 'raw',
+      body: JSON.stringify({
+        id: 'chatcmpl-refused',
+        object: 'chat.completion',
+        created: 1,
+        model: MODEL,
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content: null, refusal: 'I cannot help with that.' },
+            finish_reason: 'stop',
+          },
+        ],
+        usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 },
+      }),
+    });
+    expect((await chat(gw, consumer, [user('something refused')], 'refused-1')).status).toBe(200);
+    expect((await chat(gw, consumer, [user('something else')], 'refused-1')).status).toBe(200);
+    // OpenAI refuses an assistant message whose content is null and that calls no tool.
+    expect(sentUpstream()).toEqual([
+      user('something refused'),
+      assistant('I cannot help with that.'),
+      user('something else'),
+    ]);
+  });
+
   it('bounds the history to CONVERSATION_MAX_MESSAGES, oldest turns first out', async () => {
     const consumer = await newConsumer(gw);
     for (let i = 1; i <= 5; i++) {

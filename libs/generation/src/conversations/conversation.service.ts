@@ -117,11 +117,26 @@ export class ConversationService {
   }
 }
 
-/** Only the fields an upstream accepts back as an assistant message. */
+/**
+ * Only the fields an upstream accepts back as an assistant message. That message needs content
+ * unless it calls tools: a refusal (content null, `refusal` set) or an empty answer is kept as
+ * text, or every later turn would send a message the upstream refuses.
+ */
 function replyMessage(message: ChatMessage): ChatMessage {
-  const out: ChatMessage = { role: message.role ?? 'assistant', content: message.content ?? null };
-  if (Array.isArray(message.tool_calls) && message.tool_calls.length > 0)
-    out.tool_calls = message.tool_calls;
+  const calls = Array.isArray(message.tool_calls) && message.tool_calls.length > 0;
+  const functionCall = typeof message.function_call === 'object' && message.function_call !== null;
+  const out: ChatMessage = {
+    role: message.role ?? 'assistant',
+    content: replyContent(message, calls || functionCall),
+  };
+  if (calls) out.tool_calls = message.tool_calls;
+  if (functionCall) out.function_call = message.function_call;
   if (typeof message.name === 'string') out.name = message.name;
   return out;
+}
+
+function replyContent(message: ChatMessage, callsTools: boolean): unknown {
+  if (message.content !== null && message.content !== undefined) return message.content;
+  if (typeof message.refusal === 'string') return message.refusal;
+  return callsTools ? null : '';
 }
