@@ -368,6 +368,48 @@ describe('response cache: price, TTL and Redis outage', () => {
     }
   });
 
+  it('keeps a hit on a model without a price free, even with CACHE_HIT_PRICE set', async () => {
+    const upstream = await startMockUpstream('primary');
+    const gw = await startGateway({
+      env: {
+        PROVIDERS_FILE: providers(upstream),
+        CACHE_HIT_PRICE: '2',
+        JOB_POLL_INTERVAL_MS: '500',
+      },
+    });
+    try {
+      const consumer = await newConsumer(gw, { credits: 0, scopes: ['chat', 'jobs'] });
+      const free = ask('a free question', { model: OTHER_MODEL });
+      expect((await chat(gw, consumer, free)).status).toBe(200);
+      const hit = await chat(gw, consumer, free);
+      expect(hit.status).toBe(200);
+      expect(hit.headers.get('x-cache')).toBe('hit');
+      expect(hit.headers.get('x-credits-remaining')).toBeNull();
+
+      // The same answer through a job: what the job says it cost is what was charged.
+      const auth = { authorization: `Bearer ${consumer.key}`, 'content-type': 'application/json' };
+      const submitted = await fetch(`${gw.url}/v1/generations`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ type: 'chat', request: { model: OTHER_MODEL, ...free } }),
+      });
+      expect(submitted.status).toBe(202);
+      const { id } = await submitted.json();
+      const job = await waitFor(async () => {
+        const res = await fetch(`${gw.url}/v1/generations/${id}`, { headers: auth });
+        const body = await res.json();
+        return body.status === 'succeeded' ? body : undefined;
+      });
+      expect(job.credits_charged).toBe(0);
+
+      expect(await balance(gw, consumer)).toBe(0);
+      expect(upstream.count).toBe(1);
+    } finally {
+      await gw.close();
+      await upstream.stop();
+    }
+  });
+
   it('keeps caching in process memory while Redis is down, and back on Redis after', async () => {
     const upstream = await startMockUpstream('primary');
     const server = await startRedisServer();

@@ -100,6 +100,14 @@ export class PricingService implements OnModuleInit, OnApplicationShutdown {
     return !isFree(this.prices.get(model));
   }
 
+  /**
+   * What an answer of `model` from the response cache costs: CACHE_HIT_PRICE, or nothing for a
+   * free model (a repeat must not cost what the answer it repeats did not, nor answer 402).
+   */
+  cacheHitPrice(model: string): number {
+    return this.isBillable(model) ? this.config.cache.hitPrice : 0;
+  }
+
   /** What `usage` of `model` costs, in whole credits (0 for a free model). */
   priceOf(model: string, usage: Usage): number {
     const price = this.prices.get(model);

@@ -1,5 +1,5 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
-import { CreditsService } from '@app/credits';
+import { CreditsService, PricingService } from '@app/credits';
 import type { Reservation } from '@app/credits';
 import type {
   GenerationContext,
@@ -18,7 +18,8 @@ const PREPAID_JOB_STATE = 'switchyard:prepaid-job';
 /**
  * The response cache in the chat pipeline. Runs after conversations (order 20: the key covers
  * the full history sent upstream) and before credits (40): a hit is answered without an upstream
- * call and without the model's reservation, charged CACHE_HIT_PRICE instead.
+ * call and without the model's reservation, charged CACHE_HIT_PRICE instead (nothing for a free
+ * model).
  */
 @Injectable()
 export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
@@ -29,6 +30,7 @@ export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
     private readonly cache: ResponseCacheService,
     private readonly pipeline: GenerationPipeline,
     private readonly credits: CreditsService,
+    private readonly pricing: PricingService,
   ) {}
 
   onModuleInit(): void {
@@ -41,11 +43,12 @@ export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
     ctx.responseHeaders['x-cache'] = found.result;
     if (found.storeKey) ctx.state.set(STORE_KEY, found.storeKey);
     if (found.result !== 'hit' || !found.completion) return undefined;
-    if (this.cache.hitPrice > 0 && !ctx.state.has(PREPAID_JOB_STATE)) {
+    const hitPrice = this.pricing.cacheHitPrice(ctx.model);
+    if (hitPrice > 0 && !ctx.state.has(PREPAID_JOB_STATE)) {
       // Held before the answer goes out (402 when the balance cannot cover it), settled in finish.
       const reservation = await this.credits.reserve({
         userId: ctx.principal.userId,
-        amount: this.cache.hitPrice,
+        amount: hitPrice,
         requestId: ctx.requestId,
         description: `Cache hit for ${ctx.model}`,
       });
@@ -66,7 +69,7 @@ export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
       const closed =
         outcome.status === 'failed'
           ? await this.credits.refund(charge, 'cache hit not delivered')
-          : await this.credits.settle(charge, this.cache.hitPrice);
+          : await this.credits.settle(charge, charge.amount);
       if (closed?.balance !== null && closed?.balance !== undefined)
         ctx.responseHeaders['x-credits-remaining'] = String(closed.balance);
       ctx.annotate?.({ credits: closed?.charged ?? charge.amount });

@@ -139,11 +139,6 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
     return this.config.cache.defaultTtlSeconds * 1000;
   }
 
-  /** Credits charged for an answer served from the cache (CACHE_HIT_PRICE). */
-  get hitPrice(): number {
-    return this.config.cache.hitPrice;
-  }
-
   private count(result: CacheResult): void {
     cacheRequests.inc({ result });
     const field = result === 'hit' ? 'hits' : result === 'miss' ? 'misses' : 'bypasses';
