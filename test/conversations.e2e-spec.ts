@@ -1,6 +1,8 @@
 import { newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
 import { MockUpstream, startMockUpstream, oneProviderFile } from './support/mock-upstream';
+import { startRedisServer } from './support/redis-server';
+import { waitFor } from './support/wait-for';
 
 const MODEL = 'gpt-conv-test';
 
@@ -188,5 +190,43 @@ describe('conversations (X-Conversation-Id)', () => {
     await chat(gw, consumer, [user('first')], undefined);
     await chat(gw, consumer, [user('second')], undefined);
     expect(sentUpstream()).toEqual([user('second')]);
+  });
+});
+
+describe('conversations across Redis outages', () => {
+  it('does not bring back the turns of an earlier outage in the next one', async () => {
+    const upstream = await startMockUpstream('primary');
+    const server = await startRedisServer();
+    const gw = await startGateway({
+      redis: server.url,
+      env: { PROVIDERS_FILE: providers(upstream) },
+    });
+    const outages = () => gw.logs.filter((l) => l.includes('FALLBACK ACTIVATED')).length;
+    const sentUpstream = () =>
+      (upstream.requests.at(-1)!.body.messages as Message[]).map((m) => ({
+        role: m.role,
+        content: m.content,
+      }));
+    try {
+      const consumer = await newConsumer(gw);
+      await server.stop();
+      await waitFor(() => outages() === 1, 15_000, 'first outage');
+      upstream.next({ mode: 'ok', content: 'old reply' });
+      await chat(gw, consumer, [user('during the first outage')], 'flapping');
+
+      await server.restart();
+      await waitFor(() => gw.logText().includes('FALLBACK DEACTIVATED'), 15_000, 'Redis back');
+      await chat(gw, consumer, [user('on Redis again')], 'flapping');
+
+      await server.stop();
+      await waitFor(() => outages() === 2, 15_000, 'second outage');
+      await chat(gw, consumer, [user('during the second outage')], 'flapping');
+      // The first outage's turns were lost when Redis came back; they must not reappear now.
+      expect(sentUpstream()).toEqual([user('during the second outage')]);
+    } finally {
+      await gw.close();
+      await server.stop();
+      await upstream.stop();
+    }
   });
 });
