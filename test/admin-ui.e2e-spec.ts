@@ -253,6 +253,9 @@ describeInBrowser('admin console in a real browser', () => {
     await shot('keys-created', { fullPage: false });
     await dialog.getByRole('button', { name: 'Done' }).click();
     await dialog.waitFor({ state: 'detached' });
+    // A closed <dialog> leaves the accessibility tree at once but the DOM only in its 'close'
+    // event: wait for the element itself before reading the page.
+    await page.locator('dialog').waitFor({ state: 'detached' });
 
     const models = () =>
       fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
