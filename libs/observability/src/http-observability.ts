@@ -84,21 +84,20 @@ export function requestIdFrom(headers: Record<string, string | string[] | undefi
  */
 const CLIENT_CLOSED_STATUS = 499;
 
-/** One request's way to its log line when its client may leave early; on the raw request. */
-interface RequestEnd {
-  /** Work that still annotates the request (recordAfter). */
-  pending?: Promise<void>;
-  /** Set when the client left before the answer finished: records the request as it ended. */
-  abandoned?: () => void;
-}
-
-const END = Symbol('switchyard.requestEnd');
+/**
+ * A request's way to its log line when its client may leave early, kept on the raw request
+ * (symbol keys: no object per request): the work that still annotates it (recordAfter), the
+ * record of how it ended (set when the client left before the answer finished), and that it
+ * was recorded.
+ */
+const PENDING = Symbol('switchyard.requestPending');
+const ABANDONED = Symbol('switchyard.requestAbandoned');
 const RECORDED = Symbol('switchyard.requestRecorded');
-type WithEnd = { [END]?: RequestEnd; [RECORDED]?: true };
+type Tracked = { [PENDING]?: Promise<unknown>; [ABANDONED]?: () => void; [RECORDED]?: true };
 
-function endOf(request: FastifyRequest): RequestEnd {
-  const raw = request.raw as WithEnd;
-  return (raw[END] ??= {});
+/** Runs `then` once `work` has settled, either way. */
+function afterSettled(work: Promise<unknown>, then: () => void): void {
+  work.then(then, then);
 }
 
 /**
@@ -117,7 +116,7 @@ export function installHttpObservability(
 ): void {
   const writeAccessLine = createAccessLogWriter(logger);
   const record = (request: FastifyRequest, statusCode: number, elapsedMs: number): void => {
-    const raw = request.raw as WithEnd;
+    const raw = request.raw as Tracked;
     if (raw[RECORDED]) return; // once, whichever of the paths below gets there first
     raw[RECORDED] = true;
     const route = request.routeOptions?.url ?? 'unmatched';
@@ -149,18 +148,19 @@ export function installHttpObservability(
       if (reply.raw.writableFinished) return; // onResponse records it
       const elapsedMs = reply.elapsedTime; // the client's wait ended now
       const status = reply.raw.headersSent ? reply.raw.statusCode : CLIENT_CLOSED_STATUS;
-      const end = endOf(request);
-      end.abandoned = () => record(request, status, elapsedMs);
-      if (end.pending) void end.pending.then(end.abandoned);
-      else if (reply.sent) end.abandoned();
+      const raw = request.raw as Tracked;
+      const abandoned = () => record(request, status, elapsedMs);
+      raw[ABANDONED] = abandoned;
+      if (raw[PENDING]) afterSettled(raw[PENDING], abandoned);
+      else if (reply.sent) abandoned();
       // Otherwise the handler is still at work: recordAfter or onSend records it.
     });
     done();
   });
 
   fastify.addHook('onSend', (request, _reply, payload, done) => {
-    const end = (request.raw as WithEnd)[END];
-    if (end?.abandoned && !end.pending) end.abandoned();
+    const raw = request.raw as Tracked;
+    if (raw[ABANDONED] && !raw[PENDING]) raw[ABANDONED]();
     done(null, payload);
   });
 
@@ -176,12 +176,10 @@ export function installHttpObservability(
  * as a generation settling its credits. Returns `work`.
  */
 export function recordAfter<T>(request: FastifyRequest, work: Promise<T>): Promise<T> {
-  const end = endOf(request);
-  end.pending = work.then(
-    () => undefined,
-    () => undefined,
-  );
-  if (end.abandoned) void end.pending.then(end.abandoned); // the client had left already
+  const raw = request.raw as Tracked;
+  raw[PENDING] = work;
+  const abandoned = raw[ABANDONED];
+  if (abandoned) afterSettled(work, abandoned); // the client had left already
   return work;
 }
 
