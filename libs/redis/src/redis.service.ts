@@ -137,6 +137,9 @@ export class RedisService implements OnApplicationShutdown {
     if (this.closing || up === this.connected) return;
     this.connected = up;
     redisUp.set(up ? 1 : 0);
+    // State kept in memory during the outage is not copied back (Redis has the shared state);
+    // kept, it would return as the state of the next outage, older than Redis's.
+    if (up) this.memory.clear();
     this.announceFallback(!up);
     this.transitions.emit('change', up);
     if (up) this.stopRecoveryProbe();

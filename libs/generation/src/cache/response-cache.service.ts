@@ -291,8 +291,8 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
   }
 
   private deferClear(selector: CacheSelector): void {
-    this.pendingClears =
-      this.pendingClears.length >= PENDING_CLEARS_MAX ? [{}] : [...this.pendingClears, selector];
+    if (this.pendingClears.length >= PENDING_CLEARS_MAX) this.pendingClears = [{}];
+    else this.pendingClears.push(selector);
     this.logger.warn(
       { selector },
       'response cache clear: Redis unreachable; its entries will be cleared when it is back',

@@ -1,4 +1,4 @@
-import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
 import { ApiError, LOGGER } from '@app/observability';
@@ -15,7 +15,6 @@ import {
 export const CONVERSATION_HEADER = 'x-conversation-id';
 
 const CONVERSATION_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
-const KEY_PREFIX = 'conv:';
 
 /** A conversation in progress: what to send upstream now, and how to remember the reply. */
 export interface ConversationTurn {
@@ -35,20 +34,12 @@ export interface ConversationTurn {
  * once on one conversation are not merged: the later write wins.
  */
 @Injectable()
-export class ConversationService implements OnModuleInit {
+export class ConversationService {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly redis: RedisService,
   ) {}
-
-  onModuleInit(): void {
-    // Turns kept in memory during an outage are lost when Redis returns (Redis has the history);
-    // kept, they would come back as the history of the next outage, older than Redis's.
-    this.redis.onConnectionChange((up) => {
-      if (up) void this.redis.memory.deleteByPrefix(KEY_PREFIX);
-    });
-  }
 
   private get bounds(): HistoryBounds {
     return {
@@ -73,7 +64,7 @@ export class ConversationService implements OnModuleInit {
   }
 
   private key(userId: string, id: string): string {
-    return `${KEY_PREFIX}${userId}:${id}`;
+    return `conv:${userId}:${id}`;
   }
 
   /**
