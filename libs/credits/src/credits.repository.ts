@@ -28,6 +28,10 @@ const CYCLE_RESET_BATCH = 200;
  * within minutes; an older open hold is an anomaly the audit lists (open_reservations).
  */
 const OPEN_HOLD_HOURS = 24;
+/** A hold (debit row `d`) that no settle or refund has closed: none carries its close key. */
+const HOLD_NOT_CLOSED = `NOT EXISTS (
+  SELECT 1 FROM credit_ledger c
+  WHERE c.user_id = d.user_id AND c.idempotency_key = '${CLOSE_KEY_PREFIX}' || d.id::text)`;
 
 interface LedgerRow {
   id: string;
@@ -452,9 +456,7 @@ export class CreditsRepository {
       `SELECT ${LEDGER_COLUMNS} FROM credit_ledger d
        WHERE d.event_type = 'debit'
          AND d.created_at < now() - make_interval(mins => $1::int)
-         AND NOT EXISTS (
-           SELECT 1 FROM credit_ledger c
-           WHERE c.user_id = d.user_id AND c.idempotency_key = 'close:' || d.id::text)
+         AND ${HOLD_NOT_CLOSED}
        ORDER BY d.created_at LIMIT $2`,
       [openReservationMinutes, limit],
     );
@@ -541,9 +543,7 @@ export class CreditsRepository {
           `SELECT COALESCE(SUM(-d.amount), 0) AS held FROM credit_ledger d
             WHERE d.user_id = $1 AND d.event_type = 'debit'
               AND d.created_at > now() - make_interval(hours => $2::int)
-              AND NOT EXISTS (
-                SELECT 1 FROM credit_ledger c
-                WHERE c.user_id = d.user_id AND c.idempotency_key = 'close:' || d.id::text)`,
+              AND ${HOLD_NOT_CLOSED}`,
           [row.user_id, OPEN_HOLD_HOURS],
         );
         const held = Number(open.held);

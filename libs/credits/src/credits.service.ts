@@ -527,6 +527,11 @@ export class CreditsService
     return this.pricing.priceOf(model, usage);
   }
 
+  /** What an answer of `model` served from the response cache costs. */
+  cacheHitPrice(model: string): number {
+    return this.pricing.cacheHitPrice(model);
+  }
+
   // ---- accounts ------------------------------------------------------------------------------
 
   async balance(userId: string): Promise<CreditAccount> {

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { APP_CONFIG, AppConfig } from '@app/config';
-import { CreditsService, PricingService } from '@app/credits';
+import { CreditsService } from '@app/credits';
 import { ApiError, LOGGER } from '@app/observability';
 import { GenerationJobsRepository } from './generation-jobs.repository';
 import { JobEvents } from './job-events.service';
@@ -47,7 +47,6 @@ export class JobRunner {
     private readonly events: JobEvents,
     private readonly executor: JobExecutor,
     private readonly credits: CreditsService,
-    private readonly pricing: PricingService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -116,7 +115,7 @@ export class JobRunner {
       this.running.delete(job.id);
     }
     const cost = generated.cached
-      ? this.pricing.cacheHitPrice(generated.model)
+      ? this.credits.cacheHitPrice(generated.model)
       : this.credits.priceOf(generated.model, generated.usage);
     const finished = await this.lifecycle.finish(
       job.id,

@@ -1,5 +1,5 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
-import { CreditsService, PricingService } from '@app/credits';
+import { CreditsService } from '@app/credits';
 import type { Reservation } from '@app/credits';
 import type {
   GenerationContext,
@@ -30,7 +30,6 @@ export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
     private readonly cache: ResponseCacheService,
     private readonly pipeline: GenerationPipeline,
     private readonly credits: CreditsService,
-    private readonly pricing: PricingService,
   ) {}
 
   onModuleInit(): void {
@@ -43,7 +42,7 @@ export class ResponseCachePlugin implements GenerationPlugin, OnModuleInit {
     ctx.responseHeaders['x-cache'] = found.result;
     if (found.storeKey) ctx.state.set(STORE_KEY, found.storeKey);
     if (found.result !== 'hit' || !found.completion) return undefined;
-    const hitPrice = this.pricing.cacheHitPrice(ctx.model);
+    const hitPrice = this.credits.cacheHitPrice(ctx.model);
     if (hitPrice > 0 && !ctx.state.has(PREPAID_JOB_STATE)) {
       // Held before the answer goes out (402 when the balance cannot cover it), settled in finish.
       const reservation = await this.credits.reserve({
