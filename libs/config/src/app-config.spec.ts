@@ -199,3 +199,16 @@ describe('production refuses weak and default secrets', () => {
     expect(loadConfig({ ...weak, NODE_ENV: 'development' }).production).toBe(false);
   });
 });
+
+describe('timers Node can hold', () => {
+  it('bounds SESSION_HEALTH_CHECK_INTERVAL by Node’s longest timer, and keeps the runbook’s safe mode', () => {
+    expect(problemsOf({ SESSION_HEALTH_CHECK_INTERVAL: '2147484' })).toEqual([
+      expect.stringMatching(
+        /^SESSION_HEALTH_CHECK_INTERVAL: expected an integer between 1 and 2147483 /,
+      ),
+    ]);
+    expect(
+      loadConfig({ SESSION_HEALTH_CHECK_INTERVAL: '999999' }).sessions.healthCheckIntervalSeconds,
+    ).toBe(999999);
+  });
+});

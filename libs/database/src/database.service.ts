@@ -47,6 +47,17 @@ const PROBE_INTERVAL_MS = 2000;
 const QUERY_TIMEOUT_MARGIN_MS = 1000;
 
 export function createDataSource(url: string, config: AppConfig['database']): DataSource {
+  return postgresDataSource(url, {
+    max: config.poolMax,
+    connectionTimeoutMillis: config.connectTimeoutMs,
+    idleTimeoutMillis: 30000,
+    statement_timeout: config.statementTimeoutMs,
+    query_timeout: config.statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
+  });
+}
+
+/** Our schema and migrations on `url`, with `pool` as the pg pool's settings. */
+function postgresDataSource(url: string, pool: Record<string, number>): DataSource {
   return new DataSource({
     type: 'postgres',
     url,
@@ -55,14 +66,7 @@ export function createDataSource(url: string, config: AppConfig['database']): Da
     migrationsTransactionMode: 'each',
     synchronize: false,
     logging: false,
-    extra: {
-      max: config.poolMax,
-      connectionTimeoutMillis: config.connectTimeoutMs,
-      idleTimeoutMillis: 30000,
-      statement_timeout: config.statementTimeoutMs,
-      query_timeout: config.statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
-      application_name: 'switchyard',
-    },
+    extra: { ...pool, application_name: 'switchyard' },
   });
 }
 
@@ -76,20 +80,10 @@ export function createDataSource(url: string, config: AppConfig['database']): Da
  * lifts it for the advisory lock only).
  */
 export function createMigrationDataSource(url: string, config: AppConfig['database']): DataSource {
-  return new DataSource({
-    type: 'postgres',
-    url,
-    migrations: MIGRATIONS,
-    migrationsTableName: 'migrations',
-    migrationsTransactionMode: 'each',
-    synchronize: false,
-    logging: false,
-    extra: {
-      max: 1,
-      connectionTimeoutMillis: config.connectTimeoutMs,
-      lock_timeout: config.statementTimeoutMs,
-      application_name: 'switchyard',
-    },
+  return postgresDataSource(url, {
+    max: 1,
+    connectionTimeoutMillis: config.connectTimeoutMs,
+    lock_timeout: config.statementTimeoutMs,
   });
 }
 

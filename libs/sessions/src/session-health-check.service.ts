@@ -35,8 +35,6 @@ const LOCK_APPLICATION_NAME = 'switchyard-session-health';
  */
 const SILENT_LEADER_INTERVALS = 3;
 const SILENT_LEADER_MIN_MS = 10_000;
-/** setTimeout's ceiling; "safe mode" intervals such as 999999 s stay below it anyway. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const PROBE_CONCURRENCY = 4;
 
 /**
@@ -94,7 +92,7 @@ export class SessionHealthCheckService implements OnApplicationBootstrap, OnAppl
   }
 
   private get intervalMs(): number {
-    return Math.min(this.config.sessions.healthCheckIntervalSeconds * 1000, MAX_TIMER_MS);
+    return this.config.sessions.healthCheckIntervalSeconds * 1000;
   }
 
   private schedule(): void {
