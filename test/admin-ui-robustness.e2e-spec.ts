@@ -1,10 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { BrowserContext, chromium, Page, Route } from 'playwright-core';
+import { BrowserContext, Page, Route } from 'playwright-core';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
-import { CHROMIUM_ARGS, chromiumOrSkip, ensureUiBuilt } from './admin-ui.helpers';
+import {
+  chromiumOrSkip,
+  ConsoleBrowser,
+  ensureUiBuilt,
+  openConsoleBrowser,
+} from './admin-ui.helpers';
 
 /*
  * The admin console when answers arrive out of order: a slow answer for a choice the operator
@@ -23,7 +25,7 @@ describeInBrowser('admin console robustness', () => {
   let password: string;
   let first: TestConsumer;
   let second: TestConsumer;
-  let userDataDir: string;
+  let browser: ConsoleBrowser;
   /** Script errors and console errors (an invalid pattern attribute is one). */
   const pageProblems: string[] = [];
 
@@ -40,22 +42,8 @@ describeInBrowser('admin console robustness', () => {
     ({ password } = await adminToken(gw));
     first = await newConsumer(gw);
     second = await newConsumer(gw);
-    userDataDir = mkdtempSync(path.join(tmpdir(), 'sy-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 860 },
-      locale: 'en-GB',
-      timezoneId: 'UTC',
-    });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('pageerror', (err) => pageProblems.push(`pageerror: ${err.message}`));
-    page.on('console', (msg) => {
-      // A refused API call is logged by Chromium as "Failed to load resource": expected here.
-      if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource'))
-        pageProblems.push(`console: ${msg.text()}`);
-    });
+    browser = await openConsoleBrowser(executablePath!, pageProblems);
+    ({ context, page } = browser);
     await page.goto(`${gw.url}/admin/ui/`);
     await page.getByLabel('Username').fill('admin');
     await page.getByLabel('Password').fill(password);
@@ -65,9 +53,8 @@ describeInBrowser('admin console robustness', () => {
   });
 
   afterAll(async () => {
-    await context?.close();
+    await browser?.close();
     await gw?.close();
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   });
 
   it('overview: an idle half hour is summarised as such', async () => {

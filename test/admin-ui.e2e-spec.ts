@@ -1,11 +1,16 @@
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { BrowserContext, chromium, Page } from 'playwright-core';
+import { BrowserContext, Page } from 'playwright-core';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { startGateway, TestGateway } from './support/gateway';
 import { writeProvidersFile } from './support/mock-upstream';
-import { CHROMIUM_ARGS, chromiumOrSkip, ensureUiBuilt, ROOT } from './admin-ui.helpers';
+import {
+  chromiumOrSkip,
+  ConsoleBrowser,
+  ensureUiBuilt,
+  openConsoleBrowser,
+  ROOT,
+} from './admin-ui.helpers';
 
 /*
  * The admin console in Debian's chromium, driven by playwright-core: sign in (and a refused
@@ -44,7 +49,7 @@ describeInBrowser('admin console in a real browser', () => {
   let token: string;
   let password: string;
   let consumer: TestConsumer;
-  let userDataDir: string;
+  let browser: ConsoleBrowser;
   /** Script errors, CSP or Trusted Types violations the page reported. */
   const pageProblems: string[] = [];
   /** Any request that left the gateway (fonts, CDNs, telemetry): there must be none. */
@@ -102,23 +107,8 @@ describeInBrowser('admin console in a real browser', () => {
     gw = await startGateway({ env: { PROVIDERS_FILE: providers } });
     ({ token, password } = await adminToken(gw));
     consumer = await newConsumer(gw, { credits: 5000 });
-    userDataDir = mkdtempSync(path.join(tmpdir(), 'sy-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 860 },
-      locale: 'en-GB',
-      timezoneId: 'UTC',
-      colorScheme: 'light',
-    });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('pageerror', (err) => pageProblems.push(`pageerror: ${err.message}`));
-    page.on('console', (msg) => {
-      // A refused API call is logged by Chromium as "Failed to load resource": expected here.
-      if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource'))
-        pageProblems.push(`console: ${msg.text()}`);
-    });
+    browser = await openConsoleBrowser(executablePath!, pageProblems);
+    ({ context, page } = browser);
     context.on('request', (req) => {
       if (!req.url().startsWith(gw.url) && !req.url().startsWith('data:')) offsite.push(req.url());
     });
@@ -137,9 +127,8 @@ describeInBrowser('admin console in a real browser', () => {
   });
 
   afterAll(async () => {
-    await context?.close();
+    await browser?.close();
     await gw?.close();
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   });
 
   it('refuses a wrong password with a clear message', async () => {

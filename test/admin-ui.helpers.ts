@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { BrowserContext, chromium, Page } from 'playwright-core';
 
 export const ROOT = path.resolve(__dirname, '..');
 
@@ -70,3 +72,45 @@ export const CHROMIUM_ARGS = [
   '--metrics-recording-only',
   '--password-store=basic',
 ];
+
+export interface ConsoleBrowser {
+  context: BrowserContext;
+  page: Page;
+  /** Closes the browser and deletes its profile. */
+  close(): Promise<void>;
+}
+
+/**
+ * Chromium on a fresh profile, as every console test sees it: 1280×860, en-GB, UTC, light. Script
+ * errors and console errors go to `problems`, except Chromium's "Failed to load resource" for a
+ * refused API call, which the tests cause on purpose.
+ */
+export async function openConsoleBrowser(
+  executablePath: string,
+  problems: string[],
+): Promise<ConsoleBrowser> {
+  const userDataDir = mkdtempSync(path.join(tmpdir(), 'sy-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 860 },
+    locale: 'en-GB',
+    timezoneId: 'UTC',
+    colorScheme: 'light',
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource'))
+      problems.push(`console: ${msg.text()}`);
+  });
+  return {
+    context,
+    page,
+    close: async () => {
+      await context.close();
+      rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}

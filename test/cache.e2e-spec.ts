@@ -4,7 +4,7 @@ import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import { metricValue } from './support/auth-probe';
 import { startGateway, TestGateway } from './support/gateway';
 import { MockUpstream, startMockUpstream, oneProviderFile } from './support/mock-upstream';
-import { startRedisServer } from './support/redis-server';
+import { RedisServer, startRedisServer } from './support/redis-server';
 import { testEnv } from './support/test-env';
 import { waitFor } from './support/wait-for';
 
@@ -17,6 +17,25 @@ function providers(upstream: MockUpstream): string {
     [MODEL, OTHER_MODEL],
     [`{ model: ${MODEL}, per_request: 5 }`],
   );
+}
+
+/** Runs `test` on a gateway with a redis-server of its own (to stop and start) and its own upstream. */
+async function onOwnRedis(
+  test: (gw: TestGateway, server: RedisServer, upstream: MockUpstream) => Promise<void>,
+): Promise<void> {
+  const upstream = await startMockUpstream('primary');
+  const server = await startRedisServer();
+  const gw = await startGateway({
+    redis: server.url,
+    env: { PROVIDERS_FILE: providers(upstream) },
+  });
+  try {
+    await test(gw, server, upstream);
+  } finally {
+    await gw.close();
+    await server.stop();
+    await upstream.stop();
+  }
 }
 
 interface ChatReply {
@@ -410,14 +429,8 @@ describe('response cache: price, TTL and Redis outage', () => {
     }
   });
 
-  it('keeps caching in process memory while Redis is down, and back on Redis after', async () => {
-    const upstream = await startMockUpstream('primary');
-    const server = await startRedisServer();
-    const gw = await startGateway({
-      redis: server.url,
-      env: { PROVIDERS_FILE: providers(upstream) },
-    });
-    try {
+  it('keeps caching in process memory while Redis is down, and back on Redis after', () =>
+    onOwnRedis(async (gw, server) => {
       const consumer = await newConsumer(gw);
       await chat(gw, consumer, ask('before the outage'));
       await server.stop();
@@ -446,21 +459,10 @@ describe('response cache: price, TTL and Redis outage', () => {
       // The restarted Redis is empty (nothing persisted): a miss, then a hit on Redis again.
       expect((await chat(gw, consumer, ask('during'))).headers.get('x-cache')).toBe('miss');
       expect((await chat(gw, consumer, ask('during'))).headers.get('x-cache')).toBe('hit');
-    } finally {
-      await gw.close();
-      await server.stop();
-      await upstream.stop();
-    }
-  });
+    }));
 
-  it('applies a clear made while Redis is unreachable to Redis once it is back', async () => {
-    const upstream = await startMockUpstream('primary');
-    const server = await startRedisServer();
-    const gw = await startGateway({
-      redis: server.url,
-      env: { PROVIDERS_FILE: providers(upstream) },
-    });
-    try {
+  it('applies a clear made while Redis is unreachable to Redis once it is back', () =>
+    onOwnRedis(async (gw, server, upstream) => {
       const consumer = await newConsumer(gw);
       const admin = (await adminToken(gw)).token;
       await chat(gw, consumer, ask('a wrong answer'));
@@ -490,10 +492,5 @@ describe('response cache: price, TTL and Redis outage', () => {
       expect(after.status).toBe(200);
       expect(after.headers.get('x-cache')).toBe('miss');
       expect(upstream.count).toBe(2);
-    } finally {
-      await gw.close();
-      await server.stop();
-      await upstream.stop();
-    }
-  });
+    }));
 });

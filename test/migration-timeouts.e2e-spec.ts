@@ -3,8 +3,8 @@ import { DataSource, DataSourceOptions, MigrationInterface, QueryRunner } from '
 import { loadConfig } from '@app/config';
 import { createMigrationDataSource, MIGRATION_LOCK_ID, runMigrationsLocked } from '@app/database';
 import { MIGRATIONS } from '../migrations';
-import { runCli } from '../apps/cli/src/main';
 import { createTestDatabase, dropDatabase, startGateway } from './support/gateway';
+import { cliInProcess } from './support/in-process-cli';
 
 /**
  * Migrations are schema work, not gateway queries: DB_STATEMENT_TIMEOUT_MS (10 s by default)
@@ -18,28 +18,9 @@ import { createTestDatabase, dropDatabase, startGateway } from './support/gatewa
 const SHORT_TIMEOUT = { DB_STATEMENT_TIMEOUT_MS: '200' };
 const LAST = MIGRATIONS[MIGRATIONS.length - 1].name;
 
-async function cli(
-  args: string[],
-  databaseUrl: string,
-  env: Record<string, string> = {},
-): Promise<{ code: number; out: string }> {
-  const out: string[] = [];
-  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    out.push(String(chunk));
-    return true;
-  });
-  try {
-    const code = await runCli(args, {
-      ...process.env,
-      NODE_ENV: 'test',
-      DATABASE_URL: databaseUrl,
-      LOG_LEVEL: 'silent',
-      ...env,
-    });
-    return { code, out: out.join('') };
-  } finally {
-    spy.mockRestore();
-  }
+/** The CLI in this process, its log quiet. */
+function cli(args: string[], databaseUrl: string, env: Record<string, string> = {}) {
+  return cliInProcess(args, databaseUrl, { LOG_LEVEL: 'silent', ...env });
 }
 
 async function connect(url: string): Promise<Client> {

@@ -26,7 +26,6 @@ import {
 } from '@app/database';
 import { MIGRATIONS } from '../migrations';
 import { loadConfig } from '@app/config';
-import { runCli } from '../apps/cli/src/main';
 import { adminToken, newConsumer, TestConsumer } from './support/auth-factory';
 import {
   createTestDatabase,
@@ -37,6 +36,7 @@ import {
 } from './support/gateway';
 import { exited, spawnUntil } from './support/child-process';
 import { testEnv } from './support/test-env';
+import { cliInProcess } from './support/in-process-cli';
 import { rawRequest } from './faults/harness';
 import {
   bash,
@@ -1209,31 +1209,6 @@ function filesIn(dir: string, suffix: string): string[] {
   },
 );
 
-/** Runs the CLI in this process (no build), capturing what it prints. */
-async function cli(
-  args: string[],
-  databaseUrl: string,
-  env: Record<string, string> = {},
-): Promise<{ code: number; out: string }> {
-  const out: string[] = [];
-  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    out.push(String(chunk));
-    return true;
-  });
-  try {
-    const code = await runCli(args, {
-      ...process.env,
-      NODE_ENV: 'test',
-      DATABASE_URL: databaseUrl,
-      LOG_LEVEL: 'warn',
-      ...env,
-    });
-    return { code, out: out.join('') };
-  } finally {
-    spy.mockRestore();
-  }
-}
-
 async function withClient<T>(url: string, fn: (client: Client) => Promise<T>): Promise<T> {
   const client = new Client({ connectionString: url });
   await client.connect();
@@ -1362,11 +1337,11 @@ describe('migrate:revert', () => {
     expect(last).toBe('LedgerHoldIds1732300018000');
     expect(await holdIdsInstalled(url)).toBe(true);
 
-    const dry = await cli(['migrate:revert', '--dry'], url);
+    const dry = await cliInProcess(['migrate:revert', '--dry'], url);
     expect(dry).toEqual({ code: 0, out: `Would revert: ${last}\n` });
     expect(await appliedMigrations(url)).toEqual(before);
 
-    const revert = await cli(['migrate:revert'], url);
+    const revert = await cliInProcess(['migrate:revert'], url);
     expect(revert.code).toBe(0);
     expect(revert.out).toContain(`Reverted ${last}.`);
     expect(await appliedMigrations(url)).toEqual(before.slice(0, -1));
@@ -1379,11 +1354,11 @@ describe('migrate:revert', () => {
     // and column defaults back.
     const limits = before[before.length - 2];
     expect(limits).toBe('BalanceLimit1732300016000');
-    expect((await cli(['migrate:revert'], url)).out).toContain(`Reverted ${limits}.`);
+    expect((await cliInProcess(['migrate:revert'], url)).out).toContain(`Reverted ${limits}.`);
     expect(await balanceLimits(url)).toEqual([]);
     const previous = before[before.length - 3];
     expect(previous).toBe('TimeOrderedIds1732300014000');
-    const revertPrevious = await cli(['migrate:revert'], url);
+    const revertPrevious = await cliInProcess(['migrate:revert'], url);
     expect(revertPrevious.out).toContain(`Reverted ${previous}.`);
     expect(await appliedMigrations(url)).toEqual(before.slice(0, -3));
     // Its down step ran: the function is the one of the migration before, ids random again.
@@ -1393,11 +1368,11 @@ describe('migrate:revert', () => {
       request_logs: 'gen_random_uuid()',
     });
 
-    const pending = (await cli(['migrate', '--dry'], url)).out;
+    const pending = (await cliInProcess(['migrate', '--dry'], url)).out;
     expect(pending).toContain(previous);
     expect(pending).toContain(limits);
     expect(pending).toContain(last);
-    expect((await cli(['migrate'], url)).code).toBe(0);
+    expect((await cliInProcess(['migrate'], url)).code).toBe(0);
     expect(await appliedMigrations(url)).toEqual(before);
     expect(await ledgerBatchVersion(url)).toBe('ordered');
     expect(await idDefaults(url)).toEqual({
@@ -1413,10 +1388,10 @@ describe('migrate:revert', () => {
     // waited for itself until the connect timeout.
     const onePool = { DB_POOL_MAX_SIZE: '1', DB_CONNECT_TIMEOUT_MS: '3000' };
     const before = await appliedMigrations(url);
-    const revert = await cli(['migrate:revert'], url, onePool);
+    const revert = await cliInProcess(['migrate:revert'], url, onePool);
     expect(revert.out).toContain(`Reverted ${before[before.length - 1]}.`);
     expect(await appliedMigrations(url)).toEqual(before.slice(0, -1));
-    const migrate = await cli(['migrate'], url, onePool);
+    const migrate = await cliInProcess(['migrate'], url, onePool);
     expect(migrate).toEqual({
       code: 0,
       out: `Applied 1 migration(s):\n  ${before[before.length - 1]}\n`,
@@ -1427,10 +1402,10 @@ describe('migrate:revert', () => {
   it('reverts one migration per call and refuses the initial schema', async () => {
     const before = await appliedMigrations(url);
     for (let n = 1; n < before.length; n++)
-      expect((await cli(['migrate:revert'], url)).code).toBe(0);
+      expect((await cliInProcess(['migrate:revert'], url)).code).toBe(0);
     expect(await appliedMigrations(url)).toEqual([before[0]]);
 
-    const refused = await cli(['migrate:revert'], url);
+    const refused = await cliInProcess(['migrate:revert'], url);
     expect(refused.code).toBe(2);
     expect(refused.out).toContain('initial schema');
     expect(await appliedMigrations(url)).toEqual([before[0]]);
@@ -1443,7 +1418,7 @@ describe('migrate:revert', () => {
         `INSERT INTO migrations (timestamp, name) VALUES (1999999999999, 'Future1999999999999')`,
       ),
     );
-    const refused = await cli(['migrate:revert'], url);
+    const refused = await cliInProcess(['migrate:revert'], url);
     expect(refused.code).toBe(1);
     expect(refused.out).toContain('Future1999999999999 is not part of this version');
     expect(await ledgerBatchVersion(url)).toBe('ordered');
@@ -1455,7 +1430,7 @@ describe('migrate:revert', () => {
     try {
       // A revert waits while the lock is held elsewhere …
       await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
-      const reverting = cli(['migrate:revert'], url);
+      const reverting = cliInProcess(['migrate:revert'], url);
       await someoneWaitsForMigrationLock(url);
       expect(await holdIdsInstalled(url)).toBe(true);
       await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
